@@ -1,0 +1,1 @@
+"""misc package of the StackGAN Keras 3 port."""

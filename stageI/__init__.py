@@ -1,0 +1,1 @@
+"""stageI package of the StackGAN Keras 3 port."""

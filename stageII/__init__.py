@@ -1,0 +1,1 @@
+"""stageII package of the StackGAN Keras 3 port."""
