@@ -1,0 +1,476 @@
+"""The data pipeline: load one split of the pickled dataset and draw training batches from it.
+
+Port of the original `misc/datasets.py` (`TextDataset` loads the pickles, `Dataset.next_batch` samples):
+
+* `load_split` reads and validates `<data_dir>/<split>/` (filenames, class ids, text embeddings and
+  the pre-processed `76images.pickle` / `304images.pickle`) into a `SplitData`.
+* `BatchSampler` reproduces the original sampling rules in NumPy with one seeded generator: a new
+  permutation per epoch with the tail skipped, class-aware wrong images, random crop and flip of real
+  and wrong images, and the mean of `num_embedding` distinct caption embeddings per image.
+* `make_tf_dataset` wraps a `BatchSampler` in an infinite `tf.data.Dataset` for `keras.Model.fit`.
+* `visualization_batch` picks the rows of the sample grids.
+
+TensorFlow is imported only inside `make_tf_dataset`, so NumPy-only users stay fast.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from misc.cli import import_tensorflow
+from misc.errors import ConfigError, DataError
+from misc.pickle_io import load_pickle
+
+EMBEDDING_FILES = {
+    "cnn-rnn": "char-CNN-RNN-embeddings.pickle",
+    "skip-thought": "skip-thought-embeddings.pickle",
+}
+FILENAMES_FILE = "filenames.pickle"
+CLASS_INFO_FILE = "class_info.pickle"
+# Wrong images that hit the real image's class are moved by one shift drawn from [100, 200) per batch
+# (original `next_batch`); the images are stored class-ordered, so this usually lands 2-3 classes away.
+WRONG_SHIFT_RANGE = (100, 200)
+# Horizontal flip probability of the original `Dataset.transform`.
+FLIP_PROBABILITY = 0.5
+
+
+def image_file_name(image_size: int) -> str:
+    """The pre-processed image pickle of one size, e.g. `76images.pickle` (original `TextDataset`)."""
+    return f"{image_size}images.pickle"
+
+
+@dataclass
+class SplitData:
+    """One split of a dataset, loaded and validated (the arrays the original `Dataset` holds).
+
+    Attributes:
+      data_dir: dataset root (holds `text_c10/` and the split folders).
+      split: `train` or `test`.
+      images: uint8 (N, S, S, 3), S = 76 (Stage-I) or 304 (Stage-II).
+      embeddings: float32 (N, C, D): C caption embeddings of size D per image (C = 10 for char-CNN-RNN).
+      filenames: N names without extension, e.g. `002.Laysan_Albatross/Laysan_Albatross_0002_1027`.
+      class_ids: int64 (N,), used for wrong-image sampling and the flowers caption path.
+    """
+
+    data_dir: Path
+    split: str
+    images: np.ndarray
+    embeddings: np.ndarray
+    filenames: list[str]
+    class_ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        n = len(self.filenames)
+        if (self.images.ndim != 4 or self.embeddings.ndim != 3
+                or not len(self.images) == len(self.embeddings) == len(self.class_ids) == n):
+            raise ValueError(f"inconsistent SplitData: images {self.images.shape}, embeddings "
+                             f"{self.embeddings.shape}, {len(self.class_ids)} class ids, {n} filenames")
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+    @property
+    def split_dir(self) -> Path:
+        """The folder of this split's pickles."""
+        return self.data_dir / self.split
+
+    @property
+    def image_size(self) -> int:
+        """S, the side of the stored images."""
+        return int(self.images.shape[1])
+
+    @property
+    def captions_per_image(self) -> int:
+        """C, the number of caption embeddings per image."""
+        return int(self.embeddings.shape[1])
+
+    @property
+    def embedding_dim(self) -> int:
+        """D, the size of one text embedding."""
+        return int(self.embeddings.shape[2])
+
+    def caption_path(self, i: int) -> Path:
+        """`<data_dir>/text_c10/<filename>.txt`; flowers names `jpg/...` become `class_%05d/...`.
+
+        Port of the path logic of the original `Dataset.readCaptions`.
+        """
+        name = self.filenames[i]
+        if name.startswith("jpg/"):
+            name = "class_%05d/" % int(self.class_ids[i]) + name[len("jpg/"):]
+        return self.data_dir / "text_c10" / f"{name}.txt"
+
+    def captions(self, i: int) -> list[str]:
+        """The captions of image `i`: the non-empty stripped lines of its text file.
+
+        Port of the original `Dataset.readCaptions`.
+
+        Raises:
+          DataError: the caption file is missing.
+        """
+        path = self.caption_path(i)
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            raise DataError(f"{path}: caption file not found (the text_c10 captions of Reed et al. "
+                            f"must be in {self.data_dir / 'text_c10'})") from None
+        return [line.strip() for line in text.split("\n") if line.strip()]
+
+    def caption(self, i: int, caption_id: int) -> str:
+        """Caption `caption_id` of image `i`, the text of embedding `embeddings[i, caption_id]`.
+
+        Raises:
+          DataError: the caption file has fewer lines than `caption_id + 1`.
+        """
+        captions = self.captions(i)
+        if caption_id >= len(captions):
+            raise DataError(f"{self.caption_path(i)}: has {len(captions)} captions but the embeddings "
+                            f"have {self.captions_per_image} per image (caption {caption_id} was drawn)")
+        return captions[caption_id]
+
+
+def _require(path: Path, how_to_make: str) -> None:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; {how_to_make}")
+
+
+def _check_length(path: Path, count: int, reference: Path, n: int, what: str = "entries") -> None:
+    if count != n:
+        raise DataError(f"{path}: has {count} {what} but {reference} has {n} filenames")
+
+
+def read_filenames(path: str | os.PathLike) -> list[str]:
+    """Read a `filenames.pickle`: a list of names without extension (Python 2 `str` or bytes).
+
+    Raises:
+      DataError: unreadable, or not a list of strings.
+    """
+    path = Path(path)
+    raw = load_pickle(path)
+    if isinstance(raw, np.ndarray):
+        raw = raw.tolist()
+    if not isinstance(raw, (list, tuple)):
+        raise DataError(f"{path}: expected a list of file names, got {type(raw).__name__}")
+    names = [n.decode("utf-8") if isinstance(n, bytes) else n for n in raw]
+    if not all(isinstance(n, str) for n in names):
+        raise DataError(f"{path}: expected a list of file name strings")
+    return names
+
+
+def _load_class_ids(path: Path) -> np.ndarray:
+    raw = load_pickle(path)
+    try:
+        class_ids = np.asarray(raw)
+    except ValueError:
+        class_ids = np.asarray(raw, dtype=object)
+    if class_ids.ndim != 1 or not np.issubdtype(class_ids.dtype, np.integer):
+        raise DataError(f"{path}: expected a list of integer class ids, got {type(raw).__name__} "
+                        f"giving an array of dtype {class_ids.dtype} and shape {class_ids.shape}")
+    return class_ids.astype(np.int64)
+
+
+def _load_embeddings(path: Path, text_dim: int | None) -> np.ndarray:
+    try:
+        embeddings = np.asarray(load_pickle(path))
+    except ValueError:
+        raise DataError(f"{path}: embeddings of different shapes cannot be stacked into one array") from None
+    if embeddings.ndim == 2:
+        # One embedding per image (e.g. skip-thought vectors, N x 4800): one caption per image. The
+        # original crashed on this shape (issues #16, #41).
+        embeddings = embeddings[:, None, :]
+    if embeddings.ndim != 3 or not np.issubdtype(embeddings.dtype, np.floating):
+        raise DataError(f"{path}: expected float embeddings of shape (N, 10, D) or (N, D), got dtype "
+                        f"{embeddings.dtype} and shape {embeddings.shape}")
+    if text_dim is not None and embeddings.shape[2] != text_dim:
+        raise DataError(f"{path}: embeddings have size {embeddings.shape[2]} but the config's "
+                        f"TEXT.DIMENSION is {text_dim}")
+    return embeddings.astype(np.float32, copy=False)
+
+
+def _load_images(path: Path, image_size: int) -> np.ndarray:
+    raw = load_pickle(path)
+    expected = f"uint8 ({image_size}, {image_size}, 3) images"
+    if isinstance(raw, (list, tuple)):
+        for k, image in enumerate(raw):
+            if (not isinstance(image, np.ndarray) or image.dtype != np.uint8
+                    or image.shape != (image_size, image_size, 3)):
+                desc = (f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray)
+                        else type(image).__name__)
+                raise DataError(f"{path}: image {k} is {desc}, expected {expected}")
+        return np.stack(raw) if raw else np.zeros((0, image_size, image_size, 3), np.uint8)
+    if (isinstance(raw, np.ndarray) and raw.dtype == np.uint8
+            and raw.shape[1:] == (image_size, image_size, 3)):
+        return raw
+    desc = f"{raw.dtype} array of shape {raw.shape}" if isinstance(raw, np.ndarray) else type(raw).__name__
+    raise DataError(f"{path}: holds a {desc}, expected a list of {expected}")
+
+
+def load_split(data_dir: str | os.PathLike, split: str, image_size: int,
+               embedding_type: str = "cnn-rnn", text_dim: int | None = None) -> SplitData:
+    """Load and validate `<data_dir>/<split>/`.
+
+    Port of the original `TextDataset.get_data`, plus the checks it lacked.
+
+    Args:
+      data_dir: dataset root, e.g. `Data/birds`.
+      split: `train` or `test`.
+      image_size: 76 (Stage-I) or 304 (Stage-II): which `<image_size>images.pickle` to read.
+      embedding_type: a key of `EMBEDDING_FILES` (cfg.EMBEDDING_TYPE).
+      text_dim: expected embedding size D (cfg.TEXT.DIMENSION); None skips the check.
+
+    Returns:
+      The split as a `SplitData`.
+
+    Raises:
+      ConfigError: unknown embedding type.
+      DataError: a file is missing, unreadable, malformed, or disagrees with the others in length.
+    """
+    if embedding_type not in EMBEDDING_FILES:
+        raise ConfigError(f"EMBEDDING_TYPE '{embedding_type}' is unknown; expected one of "
+                          f"{sorted(EMBEDDING_FILES)}")
+    data_dir = Path(data_dir)
+    split_dir = data_dir / split
+    download = (f"download the StackGAN {embedding_type} embeddings for this dataset "
+                f"(train/ and test/ folders) into {data_dir}")
+
+    filenames_path = split_dir / FILENAMES_FILE
+    _require(filenames_path, download)
+    filenames = read_filenames(filenames_path)
+    n = len(filenames)
+
+    class_path = split_dir / CLASS_INFO_FILE
+    _require(class_path, download)
+    class_ids = _load_class_ids(class_path)
+    _check_length(class_path, len(class_ids), filenames_path, n)
+
+    embeddings_path = split_dir / EMBEDDING_FILES[embedding_type]
+    _require(embeddings_path, download)
+    embeddings = _load_embeddings(embeddings_path, text_dim)
+    _check_length(embeddings_path, len(embeddings), filenames_path, n, "embedding rows")
+
+    images_path = split_dir / image_file_name(image_size)
+    script = ("misc/preprocess_flowers.py" if filenames and filenames[0].startswith("jpg/")
+              else "misc/preprocess_birds.py")
+    _require(images_path, f"run `python {script} --data_dir {data_dir}` to make it")
+    images = _load_images(images_path, image_size)
+    _check_length(images_path, len(images), filenames_path, n, "images")
+
+    return SplitData(data_dir=data_dir, split=split, images=images, embeddings=embeddings,
+                     filenames=filenames, class_ids=class_ids)
+
+
+def _crop_flip(images: np.ndarray, indices: np.ndarray, crop_size: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random crop and horizontal flip of `images[indices]`, each image independently.
+
+    Port of the original `Dataset.transform`: offsets floor((S - s) * U[0, 1)) per axis, so
+    0..S-s-1 (the last offset S-s is never drawn), then a flip with probability 0.5.
+
+    Returns:
+      (uint8 (B, s, s, 3) crops, int (B, 2) (row, column) offsets, bool (B,) flips).
+    """
+    room = images.shape[1] - crop_size
+    offsets = np.floor(room * rng.random((len(indices), 2))).astype(np.int64)
+    flips = rng.random(len(indices)) < FLIP_PROBABILITY
+    out = np.empty((len(indices), crop_size, crop_size, images.shape[3]), dtype=images.dtype)
+    for k, (i, (row, col), flip) in enumerate(zip(indices, offsets, flips)):
+        crop = images[i, row:row + crop_size, col:col + crop_size]
+        out[k] = crop[:, ::-1] if flip else crop
+    return out, offsets, flips
+
+
+def _to_unit_range(images: np.ndarray) -> np.ndarray:
+    """uint8 0..255 -> float32 -1..1 as the original: x * (2 / 255) - 1 in float32."""
+    return images.astype(np.float32) * np.float32(2.0 / 255) - np.float32(1.0)
+
+
+def _sample_embeddings(embeddings: np.ndarray, indices: np.ndarray, num_embedding: int,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of `num_embedding` distinct random caption embeddings per image.
+
+    Port of the original `Dataset.sample_embeddings` (window > 1 averages, window == 1 picks one).
+
+    Returns:
+      (float32 (B, D) embeddings, int (B, num_embedding) caption ids).
+    """
+    # argsort of uniform noise = an independent random permutation per row; its first k entries are
+    # k distinct captions, as np.random.choice(10, k, replace=False) was in the original.
+    caption_ids = np.argsort(rng.random((len(indices), embeddings.shape[1])), axis=1)[:, :num_embedding]
+    chosen = embeddings[indices[:, None], caption_ids]
+    return chosen.mean(axis=1, dtype=np.float32), caption_ids
+
+
+def _check_sizes(data: SplitData, count: int, crop_size: int, num_embedding: int) -> None:
+    """Raise if `count` images (a batch or grid rows), `crop_size` or `num_embedding` do not fit `data`."""
+    if min(count, crop_size, num_embedding) < 1:
+        raise ConfigError(f"batch size ({count}), crop size ({crop_size}) and TRAIN.NUM_EMBEDDING "
+                          f"({num_embedding}) must all be positive")
+    if count > len(data):
+        raise DataError(f"{data.split_dir}: the {data.split} split has {len(data)} images, fewer than "
+                        f"one batch of {count}")
+    if crop_size > data.image_size:
+        raise DataError(f"{data.split_dir / image_file_name(data.image_size)}: images are "
+                        f"{data.image_size} px, smaller than the {crop_size} px crop")
+
+
+class BatchSampler:
+    """Draws training batches with the original's rules, in NumPy, from one seeded generator.
+
+    Port of the original `Dataset.next_batch` [3.3]:
+
+    1. Indices come from a new random permutation each epoch; a batch never wraps around the end of
+       the permutation, so the last N mod B images of each permutation are skipped.
+    2. Wrong images: B indices uniform over 0..N-1; those whose class equals the real image's class
+       are moved by one shift drawn per batch from [100, 200), modulo N, with no second check.
+    3. Real and wrong images are each randomly cropped to `crop_size` and flipped (p = 0.5),
+       independently per image, and mapped to [-1, 1].
+    4. The text embedding of each image is the mean of `num_embedding` distinct captions' embeddings.
+
+    Attributes:
+      steps_per_epoch: N // batch_size, batches per permutation (original `updates_per_epoch`).
+      num_embedding: captions averaged per image (the requested value capped at C).
+      epochs_completed: permutations finished; -1 before the first batch, as in the original.
+    """
+
+    def __init__(self, data: SplitData, batch_size: int, crop_size: int, num_embedding: int = 4,
+                 seed: int = 0):
+        """Args:
+          data: the split to sample from.
+          batch_size: B.
+          crop_size: s, the side of the random crops (64 for Stage-I, 256 for Stage-II).
+          num_embedding: captions averaged per image (cfg.TRAIN.NUM_EMBEDDING); capped at C.
+          seed: seed of the generator behind every random choice.
+
+        Raises:
+          DataError: the split has fewer than `batch_size` images, or its images are smaller than the crop.
+          ConfigError: a size is not positive.
+        """
+        n = len(data)
+        _check_sizes(data, batch_size, crop_size, num_embedding)
+        self.data = data
+        self.batch_size = batch_size
+        self.crop_size = crop_size
+        self.num_embedding = min(num_embedding, data.captions_per_image)
+        self.steps_per_epoch = n // batch_size
+        self.epochs_completed = -1
+        self._rng = np.random.default_rng(seed)
+        self._perm = np.arange(n)
+        # Starting at N makes the first call draw a permutation, as the original did.
+        self._index_in_epoch = n
+
+    def next_batch(self) -> dict[str, Any]:
+        """Draw one batch.
+
+        Returns:
+          A dict with `images`, `wrong_images` float32 (B, s, s, 3) in [-1, 1] and `embeddings`
+          float32 (B, D); and, for inspection, `indices`, `wrong_indices` (B,), `wrong_draws` (B,)
+          (the uniform draws before the class shift), `wrong_shift` (int), `caption_ids`
+          (B, num_embedding), `crop_offsets`, `wrong_crop_offsets` (B, 2) (row, column), `flips`,
+          `wrong_flips` (B,) bool.
+        """
+        data, rng, b = self.data, self._rng, self.batch_size
+        n = len(data)
+        start = self._index_in_epoch
+        if start + b > n:
+            self._perm = rng.permutation(n)
+            self.epochs_completed += 1
+            start = 0
+        self._index_in_epoch = start + b
+        indices = self._perm[start:start + b]
+
+        wrong_draws = rng.integers(0, n, size=b)
+        wrong_shift = int(rng.integers(*WRONG_SHIFT_RANGE))
+        collision = data.class_ids[indices] == data.class_ids[wrong_draws]
+        wrong_indices = np.where(collision, (wrong_draws + wrong_shift) % n, wrong_draws)
+
+        images, crop_offsets, flips = _crop_flip(data.images, indices, self.crop_size, rng)
+        wrong_images, wrong_crop_offsets, wrong_flips = _crop_flip(
+            data.images, wrong_indices, self.crop_size, rng)
+        embeddings, caption_ids = _sample_embeddings(data.embeddings, indices, self.num_embedding, rng)
+        return {
+            "images": _to_unit_range(images),
+            "wrong_images": _to_unit_range(wrong_images),
+            "embeddings": embeddings,
+            "indices": indices,
+            "wrong_indices": wrong_indices,
+            "wrong_draws": wrong_draws,
+            "wrong_shift": wrong_shift,
+            "caption_ids": caption_ids,
+            "crop_offsets": crop_offsets,
+            "wrong_crop_offsets": wrong_crop_offsets,
+            "flips": flips,
+            "wrong_flips": wrong_flips,
+        }
+
+
+def make_tf_dataset(data: SplitData, batch_size: int, crop_size: int, num_embedding: int = 4,
+                    seed: int = 0):
+    """An infinite `tf.data.Dataset` of `(images, wrong_images, embeddings)` batches.
+
+    Each iteration over the dataset starts a fresh `BatchSampler(data, ..., seed)`, so it yields
+    exactly the sampler's batches; with `fit(..., steps_per_epoch=...)` Keras keeps one iterator
+    across epochs and the sequence continues.
+
+    Args:
+      data: the split to sample from.
+      batch_size, crop_size, num_embedding, seed: as for `BatchSampler`.
+
+    Returns:
+      A dataset of float32 tensors with static shapes (B, s, s, 3), (B, s, s, 3), (B, D),
+      prefetched with `tf.data.AUTOTUNE`.
+
+    Raises:
+      DataError: as `BatchSampler`.
+    """
+    BatchSampler(data, batch_size, crop_size, num_embedding, seed)  # fail here, not inside tf.data
+    tf = import_tensorflow()
+
+    def batches():
+        sampler = BatchSampler(data, batch_size, crop_size, num_embedding, seed)
+        while True:
+            batch = sampler.next_batch()
+            yield batch["images"], batch["wrong_images"], batch["embeddings"]
+
+    image_spec = tf.TensorSpec((batch_size, crop_size, crop_size, 3), tf.float32)
+    signature = (image_spec, image_spec, tf.TensorSpec((batch_size, data.embedding_dim), tf.float32))
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def visualization_batch(data: SplitData, n_rows: int, crop_size: int, num_embedding: int,
+                        seed: int) -> dict[str, Any]:
+    """Rows for a sample grid: random distinct images, cropped and flipped as in training.
+
+    Port of the original end-of-epoch `next_batch(batch_size, window)` calls of `epoch_sum_images`
+    (training rows with window = NUM_EMBEDDING, test rows with window = 1).
+
+    Args:
+      data: the split to draw from.
+      n_rows: number of rows (distinct images).
+      crop_size: side of the crops.
+      num_embedding: captions averaged per row (capped at C); 1 uses one random caption and returns
+        its text, as the original's window == 1 path.
+      seed: seed of the draws.
+
+    Returns:
+      `images` float32 (n_rows, s, s, 3) in [-1, 1], `embeddings` float32 (n_rows, D), `captions`
+      (list of n_rows str: the caption used if num_embedding == 1, else each image's first caption
+      as a label), `indices` (n_rows,), `caption_ids` (n_rows, k).
+
+    Raises:
+      DataError: fewer than `n_rows` images, or a caption file is missing or too short.
+    """
+    _check_sizes(data, n_rows, crop_size, num_embedding)
+    rng = np.random.default_rng(seed)
+    indices = rng.permutation(len(data))[:n_rows]
+    images, _, _ = _crop_flip(data.images, indices, crop_size, rng)
+    k = min(num_embedding, data.captions_per_image)
+    embeddings, caption_ids = _sample_embeddings(data.embeddings, indices, k, rng)
+    chosen = caption_ids[:, 0] if k == 1 else np.zeros(n_rows, dtype=np.int64)
+    captions = [data.caption(int(i), int(c)) for i, c in zip(indices, chosen)]
+    return {"images": _to_unit_range(images), "embeddings": embeddings, "captions": captions,
+            "indices": indices, "caption_ids": caption_ids}
