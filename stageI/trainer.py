@@ -1,0 +1,201 @@
+"""Stage-I training: the wiring of data, networks, optimisers and callbacks around `misc.gan.CondGAN`.
+
+Port of the original `stageI/trainer.py` `CondGANTrainer.train` [7.2]: the graph lives in
+`misc/gan.py`, the per-iteration and per-epoch bookkeeping in `misc/callbacks.py`, the snapshots in
+`misc/checkpoint.py`; this module only connects them for Stage-I (64 px crops of the 76 px images,
+z = 0 in the sample grids, learning-rate halvings counted from epoch 0).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Callable
+
+from misc.config import Config, save_config
+from misc.errors import ConfigError
+from misc.preprocess_birds import LR_SIZE
+
+# Stage-I generates and discriminates 64 px images [4.2], random crops of the stored 76 px ones [3.3].
+IMAGE_SIZE = 64
+STAGE = "stageI"
+
+
+def build_networks(cfg: Config, sync_bn: bool = False):
+    """Create the Stage-I generator and discriminator at the config's widths and build them.
+
+    Args:
+      cfg: the resolved config (Z_DIM, GAN.GF_DIM/DF_DIM/EMBEDDING_DIM, TRAIN.COND_AUGMENTATION,
+        TEXT.DIMENSION).
+      sync_bn: synchronise BN statistics over replicas.
+
+    Returns:
+      `(generator, discriminator)`, both built (one inference-mode call on zeros).
+    """
+    import tensorflow as tf
+
+    from stageI.model import StageIDiscriminator, StageIGenerator
+
+    generator = StageIGenerator(gf_dim=cfg.GAN.GF_DIM, ef_dim=cfg.GAN.EMBEDDING_DIM, z_dim=cfg.Z_DIM,
+                                cond_augmentation=cfg.TRAIN.COND_AUGMENTATION, sync_bn=sync_bn, name="generator")
+    discriminator = StageIDiscriminator(df_dim=cfg.GAN.DF_DIM, ef_dim=cfg.GAN.EMBEDDING_DIM, sync_bn=sync_bn,
+                                        name="discriminator")
+    embedding = tf.zeros((1, cfg.TEXT.DIMENSION))
+    images, _, _ = generator((embedding, tf.zeros((1, cfg.Z_DIM))), training=False)
+    discriminator((images, embedding), training=False)
+    return generator, discriminator
+
+
+def count_parameters(cfg: Config) -> dict[str, int]:
+    """Trainable parameter counts of the Stage-I networks: CA, generator without CA, discriminator.
+
+    Birds defaults: 262,400 / 14,001,792 / 4,029,824, the original's numbers [4.1-4.3].
+    """
+    import numpy as np
+
+    generator, discriminator = build_networks(cfg)
+
+    def count(variables) -> int:
+        return int(sum(np.prod(v.shape) for v in variables))
+
+    ca = count(generator.ca.trainable_variables)
+    return {"ca": ca, "generator": count(generator.trainable_variables) - ca,
+            "discriminator": count(discriminator.trainable_variables)}
+
+
+def build_gan(cfg: Config, sync_bn: bool = False):
+    """The compiled and built Stage-I `CondGAN` (call inside `strategy.scope()`).
+
+    Port of `CondGANTrainer.init_opt` / `prepare_trainer`: Adam(beta1 0.5) for D and G at the
+    config's base learning rates (the schedule callback sets the epoch's rate).
+    """
+    from misc.gan import CondGAN, adam
+
+    generator, discriminator = build_networks(cfg, sync_bn=sync_bn)
+    gan = CondGAN(generator, discriminator, z_dim=cfg.Z_DIM, ef_dim=cfg.GAN.EMBEDDING_DIM,
+                  kl_coeff=cfg.TRAIN.COEFF.KL, b_wrong=cfg.TRAIN.B_WRONG,
+                  cond_augmentation=cfg.TRAIN.COND_AUGMENTATION, name="cond_gan")
+    gan.compile(d_optimizer=adam(cfg.TRAIN.DISCRIMINATOR_LR, name="d_optimizer"),
+                g_optimizer=adam(cfg.TRAIN.GENERATOR_LR, name="g_optimizer"))
+    gan.build((None, cfg.TEXT.DIMENSION))
+    return gan
+
+
+def new_run_dir(cfg: Config, now: dt.datetime | None = None) -> Path:
+    """Create `<OUTPUT_DIR>/<DATASET_NAME>/<CONFIG_NAME>_<YYYY_MM_DD_HH_MM_SS>/` (original layout [8.1]).
+
+    A numeric suffix is added if a run started in the same second.
+    """
+    stamp = (now or dt.datetime.now()).strftime("%Y_%m_%d_%H_%M_%S")
+    base = Path(cfg.OUTPUT_DIR) / cfg.DATASET_NAME / f"{cfg.CONFIG_NAME or STAGE}_{stamp}"
+    candidate, k = base, 1
+    while True:
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            k += 1
+            candidate = base.with_name(f"{base.name}_{k}")
+
+
+def train(cfg: Config, resume: str | None = None, verbose: int = 2,
+          print_fn: Callable[[str], None] = print, gpus: list[int] | None = None) -> Path:
+    """Train Stage-I as configured (port of `CondGANTrainer.train`).
+
+    Args:
+      cfg: the resolved config.
+      resume: a run folder or snapshot to continue, in its own run folder; otherwise a new run
+        folder is made (starting from `TRAIN.PRETRAINED_MODEL` if set, as the original resumed).
+      verbose: Keras progress output (1: progress bar, 2: one line per epoch).
+      print_fn: where the run's messages go.
+      gpus: the GPU indices `--gpu` selected (checked against what TensorFlow sees); None: all.
+
+    Returns:
+      The run folder.
+
+    Raises:
+      ConfigError, DataError, CheckpointError: user errors (one sentence each); StackGANError when a
+        loss becomes NaN.
+    """
+    from misc.checkpoint import read_metadata, resolve_checkpoint
+    from misc.cli import import_tensorflow
+    from misc.datasets import load_split, make_tf_dataset, visualization_batch
+
+    if not cfg.TRAIN.FLAG:
+        raise ConfigError("TRAIN.FLAG: false asks for the original's evaluation mode, which stageI/run_exp.py "
+                          "does not run; set it to true to train")
+    if resume and cfg.TRAIN.PRETRAINED_MODEL:
+        raise ConfigError(f"--resume {resume}: TRAIN.PRETRAINED_MODEL is also set; give only one of them")
+    start = resume or cfg.TRAIN.PRETRAINED_MODEL or None
+    snapshot = resolve_checkpoint(start) if start else None
+    record = read_metadata(snapshot) if snapshot else {"iteration": 0, "epoch": 0}
+    if record["epoch"] >= cfg.TRAIN.MAX_EPOCH:
+        raise ConfigError(f"TRAIN.MAX_EPOCH: nothing to train, the run starts at epoch {record['epoch']} and "
+                          f"TRAIN.MAX_EPOCH is {cfg.TRAIN.MAX_EPOCH} (raise it, e.g. --set TRAIN.MAX_EPOCH=600)")
+
+    # The data first (port of the original order): its errors come before TensorFlow's start-up.
+    data_dir = cfg.data_dir()
+    train_data = load_split(data_dir, "train", LR_SIZE, cfg.EMBEDDING_TYPE, cfg.TEXT.DIMENSION)
+    test_data = load_split(data_dir, "test", LR_SIZE, cfg.EMBEDDING_TYPE, cfg.TEXT.DIMENSION)
+    batch_size = cfg.TRAIN.BATCH_SIZE
+    steps_per_epoch = len(train_data) // batch_size
+    num_copy = cfg.TRAIN.NUM_COPY
+
+    def rows_for_epoch(epoch: int) -> dict:
+        train_rows = visualization_batch(train_data, num_copy, IMAGE_SIZE, cfg.TRAIN.NUM_EMBEDDING, cfg.SEED + epoch)
+        train_rows.pop("captions")  # the original lists only the test captions (test.txt)
+        test_rows = visualization_batch(test_data, num_copy, IMAGE_SIZE, 1, cfg.SEED + epoch)
+        return {"train": train_rows, "test": test_rows}
+
+    rows_for_epoch(0)  # a missing caption file fails now, not after the first epoch
+
+    tf = import_tensorflow()
+    import keras
+
+    from misc import callbacks as cb
+    from misc.checkpoint import load_checkpoint
+    from misc.distribute import check_batch_size, get_strategy, use_sync_bn
+
+    strategy = get_strategy(expected_gpus=None if gpus is None else len(gpus))
+    check_batch_size(batch_size, strategy)
+    # Offsetting the seeds by the iteration makes a resumed run draw new batches and noise
+    # instead of replaying those of the run's first iterations.
+    seed = cfg.SEED + record["iteration"]
+    keras.utils.set_random_seed(seed)
+    dataset = make_tf_dataset(train_data, batch_size, IMAGE_SIZE, cfg.TRAIN.NUM_EMBEDDING, seed)
+
+    with strategy.scope():
+        gan = build_gan(cfg, sync_bn=use_sync_bn(cfg.TRAIN.SYNC_BN, strategy))
+    if snapshot:
+        record = load_checkpoint(gan, snapshot, stage=STAGE, dataset=cfg.DATASET_NAME)
+    run_dir = snapshot.parent if resume else new_run_dir(cfg)
+    save_config(cfg, run_dir / "config.yml")
+
+    initial_epoch = record["epoch"]
+    print_fn(f"run folder: {run_dir}")
+    if snapshot:
+        print_fn(f"starting from {snapshot}: iteration {record['iteration']}, continuing with epoch "
+                 f"{initial_epoch + 1}")
+    print_fn(f"replicas: {strategy.num_replicas_in_sync}; {steps_per_epoch} iterations per epoch, "
+             f"epochs {initial_epoch + 1}..{cfg.TRAIN.MAX_EPOCH}")
+    print_fn(f"checkpoints: {run_dir}/model_<iteration>.weights.h5 every {cfg.TRAIN.SNAPSHOT_INTERVAL} "
+             "iterations and at the end")
+    print_fn(f"samples: {run_dir}/train.jpg, {run_dir}/test.jpg (captions in test.txt) after every epoch")
+    print_fn(f"TensorBoard logs: {run_dir} (tensorboard --logdir {run_dir})")
+
+    writer = tf.summary.create_file_writer(str(run_dir))
+    callbacks = [
+        cb.LearningRateSchedule(cfg.TRAIN.DISCRIMINATOR_LR, cfg.TRAIN.GENERATOR_LR, cfg.TRAIN.LR_DECAY_EPOCH),
+        cb.ScalarSummaries(writer, interval=cfg.TRAIN.SUMMARY_INTERVAL),
+        cb.Snapshots(run_dir, cfg.TRAIN.SNAPSHOT_INTERVAL, stage=STAGE, dataset=cfg.DATASET_NAME,
+                     on_save=lambda path: print_fn(f"saved {path}")),
+        cb.SampleGrids(run_dir, writer, rows_for_epoch, num_copy, zero_z=True),
+        cb.EpochLog(cfg.TRAIN.MAX_EPOCH, print_fn=print_fn, run_dir=run_dir),
+    ]
+    try:
+        gan.fit(dataset, steps_per_epoch=steps_per_epoch, epochs=cfg.TRAIN.MAX_EPOCH, initial_epoch=initial_epoch,
+                callbacks=callbacks, verbose=verbose, shuffle=False)
+    finally:
+        writer.close()
+        sys.stdout.flush()
+    return run_dir
