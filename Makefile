@@ -60,7 +60,11 @@ data: Data/shapes/shapes_manifest.json
 $(ENCODER)/DONE: | $(STAMP)
 	$(PY) -m misc.text_encoder train --data_dir $(DATA_DIR) --out $(ENCODER)
 
-text-encoder: $(if $(filter shapes,$(DATASET)),data) $(ENCODER)/DONE
+ifeq ($(DATASET),shapes)
+$(ENCODER)/DONE: Data/shapes/shapes_manifest.json
+endif
+
+text-encoder: $(ENCODER)/DONE
 
 ifeq ($(DATASET),shapes)
 train-stage1: data text-encoder

@@ -119,7 +119,7 @@ def train(cfg: Config, resume: str | None = None, verbose: int = 2,
     """
     from misc.checkpoint import read_metadata, resolve_checkpoint
     from misc.cli import import_tensorflow
-    from misc.datasets import load_split, make_tf_dataset, visualization_batch
+    from misc.datasets import BatchFeeder, load_split, visualization_batch
 
     if not cfg.TRAIN.FLAG:
         raise ConfigError("TRAIN.FLAG: false asks for the original's evaluation mode, which stageI/run_exp.py "
@@ -162,7 +162,7 @@ def train(cfg: Config, resume: str | None = None, verbose: int = 2,
     # instead of replaying those of the run's first iterations.
     seed = cfg.SEED + record["iteration"]
     keras.utils.set_random_seed(seed)
-    dataset = make_tf_dataset(train_data, batch_size, IMAGE_SIZE, cfg.TRAIN.NUM_EMBEDDING, seed)
+    feeder = BatchFeeder(train_data, batch_size, IMAGE_SIZE, cfg.TRAIN.NUM_EMBEDDING, seed)
 
     with strategy.scope():
         gan = build_gan(cfg, sync_bn=use_sync_bn(cfg.TRAIN.SYNC_BN, strategy))
@@ -193,9 +193,10 @@ def train(cfg: Config, resume: str | None = None, verbose: int = 2,
         cb.EpochLog(cfg.TRAIN.MAX_EPOCH, print_fn=print_fn, run_dir=run_dir),
     ]
     try:
-        gan.fit(dataset, steps_per_epoch=steps_per_epoch, epochs=cfg.TRAIN.MAX_EPOCH, initial_epoch=initial_epoch,
+        gan.fit(feeder.dataset(), steps_per_epoch=steps_per_epoch, epochs=cfg.TRAIN.MAX_EPOCH, initial_epoch=initial_epoch,
                 callbacks=callbacks, verbose=verbose, shuffle=False)
     finally:
+        feeder.close()
         writer.close()
         sys.stdout.flush()
     return run_dir

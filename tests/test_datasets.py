@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from misc.datasets import (EMBEDDING_FILES, BatchSampler, SplitData, load_split, make_tf_dataset,
+from misc.datasets import (EMBEDDING_FILES, BatchFeeder, BatchSampler, SplitData, load_split, make_tf_dataset,
                            visualization_batch)
 from misc.errors import ConfigError, DataError
 from misc.pickle_io import dump_pickle
@@ -301,13 +301,25 @@ def test_tf_dataset_matches_the_sampler():
     assert {s.dtype.name for s in dataset.element_spec} == {"float32"}
     sampler = BatchSampler(data, 4, 8, num_embedding=4, seed=11)
     expected = [sampler.next_batch() for _ in range(7)]  # crosses an epoch boundary
-    for _ in range(2):  # each new iteration restarts from the seed
-        for batch, (images, wrong, emb) in zip(expected, dataset.take(7)):
-            np.testing.assert_array_equal(images.numpy(), batch["images"])
-            np.testing.assert_array_equal(wrong.numpy(), batch["wrong_images"])
-            np.testing.assert_array_equal(emb.numpy(), batch["embeddings"])
+    for batch, (images, wrong, emb) in zip(expected, dataset.take(7)):
+        np.testing.assert_array_equal(images.numpy(), batch["images"])
+        np.testing.assert_array_equal(wrong.numpy(), batch["wrong_images"])
+        np.testing.assert_array_equal(emb.numpy(), batch["embeddings"])
     with pytest.raises(DataError, match="fewer than one batch of 21"):
         make_tf_dataset(data, 21, 8)
+
+
+def test_batch_feeder_closes_and_continues_the_sequence():
+    data = make_synthetic_split(n=20, image_size=10, emb_dim=6)
+    sampler = BatchSampler(data, 4, 8, num_embedding=2, seed=3)
+    expected = [sampler.next_batch()["images"] for _ in range(4)]
+    with BatchFeeder(data, 4, 8, num_embedding=2, seed=3) as feeder:
+        dataset = feeder.dataset()
+        got = [images.numpy() for images, _, _ in dataset.take(2)]
+        got += [images.numpy() for images, _, _ in dataset.take(2)]  # a new iterator continues
+    for want, have in zip(expected, got):
+        np.testing.assert_array_equal(have, want)
+    assert not feeder._thread.is_alive()
 
 
 def test_visualization_batch(tiny_birds):
