@@ -27,6 +27,7 @@ help:
 	@echo "make test-slow          the slow checks (full-width networks, longer runs)"
 	@echo "make train-stage1       set up, make the shapes data and text encoder if missing, train Stage-I"
 	@echo "                        (DATASET=birds|flowers|shapes, CFG=..., ARGS='--set KEY=VALUE ...')"
+	@echo "make train-stage2       train Stage-II on the newest Stage-I checkpoint of DATASET (CFG2=...)"
 	@echo "make dry-run            build the Stage-I networks of CFG and print their parameter counts"
 	@echo "make data               generate the shapes dataset into Data/shapes"
 	@echo "make text-encoder       train the char-CNN-RNN text encoder on DATASET and write its embeddings"
@@ -71,6 +72,10 @@ train-stage1: data text-encoder
 endif
 train-stage1: $(STAMP)
 	$(PY) stageI/run_exp.py --cfg $(CFG) $(ARGS)
+
+# Stage-II finds the newest Stage-I checkpoint of the dataset by itself (TRAIN.PRETRAINED_MODEL '').
+train-stage2: $(STAMP)
+	$(PY) stageII/run_exp.py --cfg $(CFG2) $(ARGS)
 
 dry-run: $(STAMP)
 	$(PY) stageI/run_exp.py --cfg $(CFG) --dry-run

@@ -25,17 +25,26 @@ from misc.config import load_config, parse_override  # noqa: E402
 from misc.distribute import parse_gpu_list, select_gpus  # noqa: E402
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The command line of the original `run_exp.py` (`--cfg`, `--gpu`) plus the port's options."""
+DESCRIPTION = ("Train the Stage-I StackGAN (text -> 64x64 image). Outputs go to "
+               "<OUTPUT_DIR>/<DATASET_NAME>/stageI_<date_time>/: config.yml, TensorBoard event files, "
+               "model_<iteration>.weights.h5 checkpoints, train.jpg/test.jpg sample grids.")
+
+
+def build_parser(stage: str, description: str, doc: str) -> argparse.ArgumentParser:
+    """The command line of the original `run_exp.py` (`--cfg`, `--gpu`) plus the port's options.
+
+    Args:
+      stage: "stageI" or "stageII" (names the script and the example config).
+      description: what the script trains and where its outputs go.
+      doc: the script's module docstring; its "Examples:" part becomes the epilog.
+    """
     parser = argparse.ArgumentParser(
-        prog="stageI/run_exp.py",
-        description="Train the Stage-I StackGAN (text -> 64x64 image). Outputs go to "
-                    "<OUTPUT_DIR>/<DATASET_NAME>/stageI_<date_time>/: config.yml, TensorBoard event files, "
-                    "model_<iteration>.weights.h5 checkpoints, train.jpg/test.jpg sample grids.",
+        prog=f"{stage}/run_exp.py",
+        description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:" + __doc__.split("Examples:", 1)[1],
+        epilog="examples:" + doc.split("Examples:", 1)[1],
     )
-    parser.add_argument("--cfg", required=True, metavar="YAML", help="config file, e.g. stageI/cfg/birds.yml")
+    parser.add_argument("--cfg", required=True, metavar="YAML", help=f"config file, e.g. {stage}/cfg/birds.yml")
     parser.add_argument("--gpu", metavar="IDS", default=None,
                         help="comma-separated GPU indices to use, e.g. 0,1 (several: data-parallel with "
                              "MirroredStrategy); -1 for CPU only; default: all visible GPUs")
@@ -50,20 +59,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                         help="override a config key (VALUE read as YAML), e.g. --set TRAIN.MAX_EPOCH=10; repeatable")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and device messages")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the Stage-I command line."""
+    return build_parser("stageI", DESCRIPTION, __doc__).parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = parse_args(argv)
+    from stageI import trainer
+
+    return run(parse_args(argv), trainer)
+
+
+def run(args: argparse.Namespace, trainer) -> int:
+    """Carry out a parsed command line with a stage's trainer module (`count_parameters`, `train`)."""
     gpus = None if args.gpu is None else parse_gpu_list(args.gpu)
     select_gpus(gpus)
     overrides = dict(parse_override(text) for text in args.overrides)
     if args.data_dir is not None:
         overrides["DATA_DIR"] = args.data_dir
     cfg = load_config(args.cfg, overrides=overrides)
-    from stageI import trainer
-
     if args.dry_run:
         import_tensorflow(verbose=args.verbose)
         for name, count in trainer.count_parameters(cfg).items():

@@ -1,0 +1,155 @@
+"""Tests of the Stage-II training wiring (`stageII/trainer.py`) at tiny widths, in-process."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from misc.config import load_config
+from misc.errors import CheckpointError
+
+REPO = Path(__file__).resolve().parents[1]
+CFG = REPO / "stageII" / "cfg" / "birds.yml"
+TINY = {"GAN.GF_DIM": 8, "GAN.DF_DIM": 4, "GAN.EMBEDDING_DIM": 8, "GAN.R_NUM": 1, "TEXT.DIMENSION": 16,
+        "TRAIN.BATCH_SIZE": 4}
+
+
+def tiny_cfg(tmp_path, **extra):
+    return load_config(CFG, overrides={**TINY, "OUTPUT_DIR": str(tmp_path / "out"), **extra})
+
+
+def tiny_gan(cfg):
+    from stageI.trainer import build_networks as build_stage1_networks
+    from stageII import trainer
+
+    stage1_generator, _ = build_stage1_networks(cfg)
+    return trainer.build_gan(cfg, stage1_generator)
+
+
+def values(variables):
+    return [np.array(v.numpy()) for v in variables]
+
+
+@pytest.fixture(scope="module")
+def gan(tmp_path_factory):
+    """One tiny `StageIIGAN` for the module (built once: building is the slow part)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return tiny_gan(tiny_cfg(tmp_path_factory.mktemp("gan")))
+
+
+def random_batch(cfg, seed=0):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    b, s = cfg.TRAIN.BATCH_SIZE, 256
+    images = rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32)
+    wrong = rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32)
+    embeddings = rng.normal(size=(b, cfg.TEXT.DIMENSION)).astype(np.float32)
+    return tuple(tf.constant(x) for x in (images, wrong, embeddings))
+
+
+def test_generate_shapes_and_noise(gan, tmp_path):
+    import tensorflow as tf
+
+    cfg = tiny_cfg(tmp_path)
+    z, (eps1, eps2) = gan.sample_noise(3)
+    assert z.shape == (3, cfg.Z_DIM) and eps1.shape == eps2.shape == (3, cfg.GAN.EMBEDDING_DIM)
+    embedding = tf.zeros((3, cfg.TEXT.DIMENSION))
+    lr, hr, mu, log_sigma = gan.generate_stages(embedding, z, (eps1, eps2), training=False)
+    assert lr.shape == (3, 64, 64, 3) and hr.shape == (3, 256, 256, 3)
+    # The KL is Stage-II's own CA: mu comes from the Stage-II generator.
+    _, mu2, _ = gan.generator((lr, embedding, eps2), training=False)
+    np.testing.assert_allclose(mu.numpy(), mu2.numpy())
+    fake, _, _ = gan.generate(embedding, z, (eps1, eps2), training=False)
+    np.testing.assert_allclose(fake.numpy(), hr.numpy())
+
+
+def test_only_stage2_weights_move_and_stage1_uses_batch_statistics(gan, tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    steps_before = int(gan.g_optimizer.iterations.numpy())
+    stage1 = gan.stage1_generator
+    assert not {id(v) for v in stage1.weights} & {id(v) for v in gan.g_variables + gan.d_variables}
+    stage1_trainable = values(stage1.trainable_variables)
+    moving = [v for v in stage1.non_trainable_variables if "moving_mean" in v.path]
+    assert moving
+    moving_before = values(moving)
+    g_before, d_before = values(gan.generator.trainable_variables), values(gan.discriminator.trainable_variables)
+    for step in range(2):
+        logs = gan.train_step(random_batch(cfg, seed=step))
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    for before, after in zip(stage1_trainable, values(stage1.trainable_variables)):
+        assert np.array_equal(before, after)  # bit-identical: the Stage-I generator is frozen
+    # Its BN ran in training mode (batch statistics), so its moving averages moved [7.3].
+    assert any(not np.array_equal(a, b) for a, b in zip(moving_before, values(moving)))
+    assert all(not np.array_equal(a, b) for a, b in zip(g_before, values(gan.generator.trainable_variables))
+               if a.size > 1)
+    assert any(not np.array_equal(a, b) for a, b in zip(d_before, values(gan.discriminator.trainable_variables)))
+    assert int(gan.g_optimizer.iterations.numpy()) == steps_before + 2
+
+
+def test_checkpoint_holds_the_stage1_generator(gan, tmp_path):
+    from misc.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg = tiny_cfg(tmp_path)
+    gan.train_step(random_batch(cfg))
+    gan.iteration_offset = 100
+    iteration = gan.iteration
+    path = save_checkpoint(gan, tmp_path, epoch=7, stage="stageII", dataset="birds")
+    assert path.name == f"model_{iteration}.weights.h5"
+    other = tiny_gan(cfg)
+    record = load_checkpoint(other, path, stage="stageII", dataset="birds")
+    assert record["iteration"] == iteration and other.iteration == iteration
+    for a, b in zip(values(gan.stage1_generator.weights), values(other.stage1_generator.weights)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(values(gan.generator.weights), values(other.generator.weights)):
+        np.testing.assert_array_equal(a, b)
+
+
+def fake_snapshot(run_dir, iteration, mtime):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    weights, record = run_dir / f"model_{iteration}.weights.h5", run_dir / f"model_{iteration}.json"
+    weights.write_bytes(b"")
+    record.write_text("{}")
+    os.utime(weights, (mtime, mtime))
+    return weights
+
+
+def test_find_stage1_checkpoint_picks_the_newest(tmp_path):
+    from stageII.trainer import find_stage1_checkpoint
+
+    cfg = tiny_cfg(tmp_path)
+    root = tmp_path / "out" / "birds"
+    fake_snapshot(root / "stageI_2024_01_01_00_00_00", 500, mtime=1_000)
+    newest = fake_snapshot(root / "stageI_2024_01_02_00_00_00", 300, mtime=3_000)
+    fake_snapshot(root / "stageI_2024_01_02_00_00_00", 200, mtime=2_000)
+    fake_snapshot(root / "stageII_2024_01_03_00_00_00", 900, mtime=9_000)  # not Stage-I
+    fake_snapshot(tmp_path / "out" / "flowers" / "stageI_2024_01_04_00_00_00", 900, mtime=9_000)  # other dataset
+    (root / "stageI_2024_01_05_00_00_00").mkdir()  # a run without snapshots
+    assert find_stage1_checkpoint(cfg) == newest
+
+
+def test_find_stage1_checkpoint_without_any_says_what_to_run(tmp_path):
+    from stageII.trainer import find_stage1_checkpoint
+
+    with pytest.raises(CheckpointError, match="run `make train-stage1` first") as err:
+        find_stage1_checkpoint(tiny_cfg(tmp_path))
+    assert "\n" not in str(err.value)
+
+
+def test_learning_rate_halves_only_above_the_pretrained_epoch(tmp_path):
+    from types import SimpleNamespace
+
+    from misc.gan import adam
+    from stageII.trainer import learning_rate_schedule
+
+    cfg = load_config(CFG)  # PRETRAINED_EPOCH 600, LR_DECAY_EPOCH 100 [7.3]
+    schedule = learning_rate_schedule(cfg)
+    model = SimpleNamespace(d_optimizer=adam(1.0), g_optimizer=adam(1.0))
+    schedule.set_model(model)
+    expected = {594: 2e-4, 600: 2e-4, 699: 2e-4, 700: 1e-4, 800: 5e-5, 1199: 6.25e-6}
+    for epoch, rate in expected.items():
+        schedule.on_epoch_begin(epoch)
+        assert float(model.d_optimizer.learning_rate) == pytest.approx(rate)
+        assert float(model.g_optimizer.learning_rate) == pytest.approx(rate)
