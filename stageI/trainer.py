@@ -98,6 +98,51 @@ def new_run_dir(cfg: Config, now: dt.datetime | None = None) -> Path:
             candidate = base.with_name(f"{base.name}_{k}")
 
 
+def grid_rows_fn(cfg: Config, train_data, test_data, image_size: int) -> Callable[[int], dict]:
+    """The rows of each epoch's sample grids (port of the batch `epoch_sum_images` assembles [8.2]).
+
+    Returns a function of the epoch: `TRAIN.NUM_COPY` training rows (averaged embeddings) and as
+    many test rows (one caption each), cropped to `image_size`, drawn with seed `SEED + epoch`.
+    Both stages use it. It draws epoch 0's rows right away, so a missing caption file fails before
+    training starts.
+    """
+    from misc.datasets import visualization_batch
+
+    num_copy = cfg.TRAIN.NUM_COPY
+
+    def rows_for_epoch(epoch: int) -> dict:
+        train_rows = visualization_batch(train_data, num_copy, image_size, cfg.TRAIN.NUM_EMBEDDING, cfg.SEED + epoch)
+        train_rows.pop("captions")  # the original lists only the test captions (test.txt)
+        test_rows = visualization_batch(test_data, num_copy, image_size, 1, cfg.SEED + epoch)
+        return {"train": train_rows, "test": test_rows}
+
+    rows_for_epoch(0)
+    return rows_for_epoch
+
+
+def distribution_and_feeder(cfg: Config, train_data, image_size: int, iteration: int,
+                            gpus: list[int] | None):
+    """The strategy, whether batch norm is synchronised, and the batch feeder of a run (both stages).
+
+    Seeds everything with `SEED + iteration`: a resumed run draws new batches and noise instead of
+    replaying those of the run's first iterations.
+
+    Returns:
+      `(strategy, sync_bn, feeder)`; the caller closes the feeder.
+    """
+    import keras
+
+    from misc.datasets import BatchFeeder
+    from misc.distribute import check_batch_size, get_strategy, use_sync_bn
+
+    strategy = get_strategy(expected_gpus=None if gpus is None else len(gpus))
+    check_batch_size(cfg.TRAIN.BATCH_SIZE, strategy)
+    seed = cfg.SEED + iteration
+    keras.utils.set_random_seed(seed)
+    feeder = BatchFeeder(train_data, cfg.TRAIN.BATCH_SIZE, image_size, cfg.TRAIN.NUM_EMBEDDING, seed)
+    return strategy, use_sync_bn(cfg.TRAIN.SYNC_BN, strategy), feeder
+
+
 def train(cfg: Config, resume: str | None = None, verbose: int = 2,
           print_fn: Callable[[str], None] = print, gpus: list[int] | None = None) -> Path:
     """Train Stage-I as configured (port of `CondGANTrainer.train`).
@@ -119,7 +164,7 @@ def train(cfg: Config, resume: str | None = None, verbose: int = 2,
     """
     from misc.checkpoint import read_metadata, resolve_checkpoint
     from misc.cli import import_tensorflow
-    from misc.datasets import BatchFeeder, load_split, visualization_batch
+    from misc.datasets import load_split
 
     if not cfg.TRAIN.FLAG:
         raise ConfigError("TRAIN.FLAG: false asks for the original's evaluation mode, which stageI/run_exp.py "
@@ -140,32 +185,16 @@ def train(cfg: Config, resume: str | None = None, verbose: int = 2,
     batch_size = cfg.TRAIN.BATCH_SIZE
     steps_per_epoch = len(train_data) // batch_size
     num_copy = cfg.TRAIN.NUM_COPY
-
-    def rows_for_epoch(epoch: int) -> dict:
-        train_rows = visualization_batch(train_data, num_copy, IMAGE_SIZE, cfg.TRAIN.NUM_EMBEDDING, cfg.SEED + epoch)
-        train_rows.pop("captions")  # the original lists only the test captions (test.txt)
-        test_rows = visualization_batch(test_data, num_copy, IMAGE_SIZE, 1, cfg.SEED + epoch)
-        return {"train": train_rows, "test": test_rows}
-
-    rows_for_epoch(0)  # a missing caption file fails now, not after the first epoch
+    rows_for_epoch = grid_rows_fn(cfg, train_data, test_data, IMAGE_SIZE)  # fails now on missing captions
 
     tf = import_tensorflow()
-    import keras
 
     from misc import callbacks as cb
     from misc.checkpoint import load_checkpoint
-    from misc.distribute import check_batch_size, get_strategy, use_sync_bn
 
-    strategy = get_strategy(expected_gpus=None if gpus is None else len(gpus))
-    check_batch_size(batch_size, strategy)
-    # Offsetting the seeds by the iteration makes a resumed run draw new batches and noise
-    # instead of replaying those of the run's first iterations.
-    seed = cfg.SEED + record["iteration"]
-    keras.utils.set_random_seed(seed)
-    feeder = BatchFeeder(train_data, batch_size, IMAGE_SIZE, cfg.TRAIN.NUM_EMBEDDING, seed)
-
+    strategy, sync_bn, feeder = distribution_and_feeder(cfg, train_data, IMAGE_SIZE, record["iteration"], gpus)
     with strategy.scope():
-        gan = build_gan(cfg, sync_bn=use_sync_bn(cfg.TRAIN.SYNC_BN, strategy))
+        gan = build_gan(cfg, sync_bn=sync_bn)
     if snapshot:
         record = load_checkpoint(gan, snapshot, stage=STAGE, dataset=cfg.DATASET_NAME)
     run_dir = snapshot.parent if resume else new_run_dir(cfg)

@@ -309,7 +309,8 @@ def train(cfg: Config, resume: str | None = None, verbose: int = 2,
     """
     from misc.checkpoint import read_metadata, resolve_checkpoint
     from misc.cli import import_tensorflow
-    from misc.datasets import BatchFeeder, load_split, visualization_batch
+    from misc.datasets import load_split
+    from stageI.trainer import distribution_and_feeder, grid_rows_fn
 
     if not cfg.TRAIN.FLAG:
         raise ConfigError("TRAIN.FLAG: false asks for the original's evaluation mode, which stageII/run_exp.py "
@@ -340,29 +341,15 @@ def train(cfg: Config, resume: str | None = None, verbose: int = 2,
                           f"TRAIN.MAX_EPOCH is {cfg.TRAIN.MAX_EPOCH} (raise it, e.g. --set "
                           f"TRAIN.MAX_EPOCH={initial_epoch + 10})")
 
-    def rows_for_epoch(epoch: int) -> dict:
-        train_rows = visualization_batch(train_data, num_copy, IMAGE_SIZE, cfg.TRAIN.NUM_EMBEDDING, cfg.SEED + epoch)
-        train_rows.pop("captions")  # the original lists only the test captions (test.txt)
-        test_rows = visualization_batch(test_data, num_copy, IMAGE_SIZE, 1, cfg.SEED + epoch)
-        return {"train": train_rows, "test": test_rows}
-
-    rows_for_epoch(0)  # a missing caption file fails now, not after the first epoch
+    rows_for_epoch = grid_rows_fn(cfg, train_data, test_data, IMAGE_SIZE)  # fails now on missing captions
 
     tf = import_tensorflow()
-    import keras
 
     from misc import callbacks as cb
     from misc.checkpoint import load_checkpoint
-    from misc.distribute import check_batch_size, get_strategy, use_sync_bn
     from stageI.trainer import build_networks as build_stage1_networks
 
-    strategy = get_strategy(expected_gpus=None if gpus is None else len(gpus))
-    check_batch_size(batch_size, strategy)
-    seed = cfg.SEED + record["iteration"]
-    keras.utils.set_random_seed(seed)
-    feeder = BatchFeeder(train_data, batch_size, IMAGE_SIZE, cfg.TRAIN.NUM_EMBEDDING, seed)
-
-    sync_bn = use_sync_bn(cfg.TRAIN.SYNC_BN, strategy)
+    strategy, sync_bn, feeder = distribution_and_feeder(cfg, train_data, IMAGE_SIZE, record["iteration"], gpus)
     with strategy.scope():
         if snapshot:
             stage1_generator, _ = build_stage1_networks(cfg, sync_bn=sync_bn)
