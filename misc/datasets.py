@@ -415,7 +415,7 @@ class BatchFeeder:
     """Feeds `BatchSampler` batches to TensorFlow through a queue filled by a Python thread.
 
     The obvious `tf.data.Dataset.from_generator` runs the sampler inside a `py_func`; measured on a
-    2-core CPU, merely having such a pipeline alive made every Stage-I training step about 1.8 times
+    2-core CPU, merely having such a pipeline alive made every Stage-I training step about 1.9 times
     slower (the step's large buffers were page-faulted again on every step: 4 s of CPU instead of
     2.2), even with a trivial generator. Here a daemon thread runs the sampler and enqueues its
     batches into a `tf.queue.FIFOQueue`; the dataset only dequeues, so the pipeline holds no Python
