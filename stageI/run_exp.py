@@ -7,6 +7,7 @@ Examples:
   python stageI/run_exp.py --cfg stageI/cfg/birds.yml --gpu 0,1 --set TRAIN.MAX_EPOCH=300
   python stageI/run_exp.py --cfg stageI/cfg/birds.yml --resume ckt_logs/birds/stageI_2024_01_01_12_00_00
   python stageI/run_exp.py --cfg stageI/cfg/birds.yml --dry-run
+  python stageI/run_exp.py --cfg stageI/cfg/shapes.yml --set TRAIN.FLAG=False   # evaluation sampler
 """
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ from misc.distribute import parse_gpu_list, select_gpus  # noqa: E402
 
 DESCRIPTION = ("Train the Stage-I StackGAN (text -> 64x64 image). Outputs go to "
                "<OUTPUT_DIR>/<DATASET_NAME>/stageI_<date_time>/: config.yml, TensorBoard event files, "
-               "model_<iteration>.weights.h5 checkpoints, train.jpg/test.jpg sample grids.")
+               "model_<iteration>.weights.h5 checkpoints, train.jpg/test.jpg sample grids. "
+               "With --set TRAIN.FLAG=False it samples the test split instead (evaluation mode, see the "
+               "last options).")
 
 
 def build_parser(stage: str, description: str, doc: str) -> argparse.ArgumentParser:
@@ -59,6 +62,16 @@ def build_parser(stage: str, description: str, doc: str) -> argparse.ArgumentPar
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                         help="override a config key (VALUE read as YAML), e.g. --set TRAIN.MAX_EPOCH=10; repeatable")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and device messages")
+    evaluation = parser.add_argument_group(
+        "evaluation mode (--set TRAIN.FLAG=False: sample the test split with the snapshot of "
+        "TRAIN.PRETRAINED_MODEL, default the newest of this stage)")
+    evaluation.add_argument("--out", metavar="DIR", default=None,
+                            help="output folder (default <run folder>/samples_<iteration>): "
+                                 "test/<filename>_c<caption>_s<sample>.png, sheets/, samples.json")
+    evaluation.add_argument("--num-samples", metavar="K", type=int, default=None,
+                            help="samples per caption (default min(16, TRAIN.NUM_COPY), as the original)")
+    evaluation.add_argument("--num-captions", metavar="N", type=int, default=1,
+                            help="captions per test image, the first N (default 1: caption 0, as the original)")
     return parser
 
 
@@ -89,9 +102,25 @@ def run(args: argparse.Namespace, trainer) -> int:
         return 0
     if args.verbose:
         import_tensorflow(verbose=True)  # otherwise the trainer imports it quietly, after checking the data
+    if not cfg.TRAIN.FLAG:
+        return evaluate(args, cfg, trainer.STAGE)
     verbose = 1 if sys.stdout.isatty() else 2
     run_dir = trainer.train(cfg, resume=args.resume, verbose=verbose, gpus=gpus)
     print(f"done: {run_dir}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace, cfg, stage: str) -> int:
+    """The original's evaluation mode (`TRAIN.FLAG: False`): `misc.sampler.run_evaluation`."""
+    from misc.errors import ConfigError
+    from misc.sampler import run_evaluation
+
+    if args.resume:
+        raise ConfigError(f"--resume {args.resume}: evaluation mode (TRAIN.FLAG false) does not train; give the "
+                          "snapshot to sample with --set TRAIN.PRETRAINED_MODEL=...")
+    out = run_evaluation(cfg, stage, out=args.out, num_samples=args.num_samples, num_captions=args.num_captions,
+                         progress=sys.stderr.isatty())
+    print(f"done: {out}")
     return 0
 
 

@@ -8,6 +8,7 @@ Examples:
   python stageII/run_exp.py --cfg stageII/cfg/birds.yml --set TRAIN.PRETRAINED_MODEL=ckt_logs/birds/stageI_2024_01_01_12_00_00
   python stageII/run_exp.py --cfg stageII/cfg/birds.yml --resume ckt_logs/birds/stageII_2024_01_05_08_00_00
   python stageII/run_exp.py --cfg stageII/cfg/birds.yml --dry-run
+  python stageII/run_exp.py --cfg stageII/cfg/shapes.yml --set TRAIN.FLAG=False   # evaluation sampler
 """
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ DESCRIPTION = ("Train the Stage-II StackGAN (Stage-I 64x64 image + text -> 256x2
                "generator comes from TRAIN.PRETRAINED_MODEL or, if that is empty, from the newest "
                "<OUTPUT_DIR>/<DATASET_NAME>/stageI_*/ checkpoint. Outputs go to "
                "<OUTPUT_DIR>/<DATASET_NAME>/stageII_<date_time>/: config.yml, TensorBoard event files, "
-               "model_<iteration>.weights.h5 checkpoints, lr_fake_*/hr_fake_* sample grids.")
+               "model_<iteration>.weights.h5 checkpoints, lr_fake_*/hr_fake_* sample grids. "
+               "With --set TRAIN.FLAG=False it samples the test split instead (evaluation mode, see the "
+               "last options).")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

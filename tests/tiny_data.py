@@ -186,3 +186,54 @@ def make_synthetic_split(n: int = 300, class_size: int = 10, image_size: int = 1
         embeddings=rng.standard_normal((n, captions, emb_dim)).astype(np.float32),
         filenames=[f"{i // class_size + 1:03d}.Synthetic/Synthetic_{i:04d}" for i in range(n)],
         class_ids=np.arange(n, dtype=np.int64) // class_size + 1)
+
+
+# Tiny widths for generation tests (as tests/test_stageII_run_exp.py's TINY), with the 16-d
+# embeddings of `make_tiny_birds`.
+TINY_GAN = {"GAN.GF_DIM": 8, "GAN.DF_DIM": 4, "GAN.EMBEDDING_DIM": 8, "GAN.R_NUM": 1, "TEXT.DIMENSION": 16,
+            "TRAIN.BATCH_SIZE": 4, "DATASET_NAME": "birds"}
+
+
+def make_tiny_models(root: str | Path, text_dim: int = 16, seed: int = 0) -> dict[str, Path]:
+    """Write untrained tiny snapshots and a tiny text encoder, in the layouts training writes.
+
+    Under `root`: `ckt_logs/birds/stageI_2000_01_01_00_00_00/` and `.../stageII_2000_01_01_00_00_01/`,
+    each with `config.yml` and a `model_<iteration>` snapshot (`misc.checkpoint.save_checkpoint`),
+    and `models/birds/text_encoder/char_cnn_rnn.keras` (a `CharCnnRnn` of width 8 whose output size is
+    `text_dim`). The weights are initial ones: enough for loading, shapes and file layouts, in seconds.
+
+    Returns:
+      Paths: `output_dir` (the `ckt_logs` root), `stage1`, `stage2` (run folders), `models_dir`, `encoder`.
+    """
+    import keras
+
+    from misc.char_cnn_rnn import CharCnnRnn
+    from misc.checkpoint import save_checkpoint
+    from misc.config import load_config, save_config
+    from misc.text_encoder import TEXT_ENCODER_FILE
+    from stageI.trainer import build_gan as build_stage1_gan
+    from stageI.trainer import build_networks as build_stage1_networks
+    from stageII.trainer import build_gan as build_stage2_gan
+
+    root = Path(root)
+    output_dir = root / "ckt_logs"
+    keras.utils.set_random_seed(seed)
+    cfg1 = load_config(None, {**TINY_GAN, "TEXT.DIMENSION": text_dim, "CONFIG_NAME": "stageI",
+                              "OUTPUT_DIR": str(output_dir)})
+    stage1 = output_dir / "birds" / "stageI_2000_01_01_00_00_00"
+    save_config(cfg1, stage1 / "config.yml")
+    save_checkpoint(build_stage1_gan(cfg1), stage1, epoch=1, stage="stageI", dataset="birds", iteration=4)
+    cfg2 = cfg1.updated({"CONFIG_NAME": "stageII"})
+    stage2 = output_dir / "birds" / "stageII_2000_01_01_00_00_01"
+    save_config(cfg2, stage2 / "config.yml")
+    stage1_generator, _ = build_stage1_networks(cfg2)
+    save_checkpoint(build_stage2_gan(cfg2, stage1_generator), stage2, epoch=2, stage="stageII", dataset="birds",
+                    iteration=8)
+    models_dir = root / "models"
+    encoder = models_dir / "birds" / "text_encoder"
+    encoder.mkdir(parents=True)
+    text_encoder = CharCnnRnn(conv_channels=(8, 8, 8), rnn_dim=8, emb_dim=text_dim)
+    text_encoder.build()
+    text_encoder.save(encoder / TEXT_ENCODER_FILE)
+    return {"output_dir": output_dir, "stage1": stage1, "stage2": stage2, "models_dir": models_dir,
+            "encoder": encoder}

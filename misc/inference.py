@@ -1,0 +1,323 @@
+"""Load trained models for generation: the one place the sampler, the demo and the export use.
+
+API-STABLE
+
+Port of the restore step of the original's evaluation mode and demo (`CondGANTrainer.evaluate`,
+`demo/demo.py`) [8.3, 8.4]: build the networks at the widths the checkpoint was trained with,
+restore a snapshot, and run the generators in test phase (BN moving averages) with CA sampling on.
+
+* `load_generators(path)` restores a Stage-I or a Stage-II snapshot (`misc/checkpoint.py` format);
+  without a path it takes the newest snapshot of a dataset, Stage-II first. A Stage-II snapshot
+  holds the whole `StageIIGAN`, the Stage-I generator included, so one file gives both stages.
+  The widths come from the `config.yml` that training wrote into the snapshot's run folder.
+* `load_encoder(dataset or folder)` loads the trained char-CNN-RNN of `models/<dataset>/text_encoder`.
+* `TextToImageModels.generate(...)` maps text embeddings and injected noise to images in [-1, 1];
+  `TextToImageModels.sample_noise(n, seed)` draws that noise from a seeded NumPy generator, so the
+  same seed gives the same noise whatever the batch size.
+
+TensorFlow is imported on first use, so importing this module is cheap.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from misc.config import Config, load_config
+from misc.errors import CheckpointError
+
+STAGE1 = "stageI"
+STAGE2 = "stageII"
+STAGES = (STAGE1, STAGE2)
+CONFIG_FILE = "config.yml"
+MODELS_DIR = "models"
+TEXT_ENCODER_DIR = "text_encoder"
+# What to run first when nothing is trained yet, per stage.
+MAKE_TARGET = {STAGE1: "make train-stage1", STAGE2: "make train-stage2"}
+# The CA noise is truncated at two standard deviations, as `tf.truncated_normal` [4.1].
+TRUNCATION = 2.0
+
+
+def truncated_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """float32 samples of N(0, 1) redrawn until they lie within +-2, as `tf.random.truncated_normal`."""
+    values = rng.standard_normal(shape)
+    outside = np.abs(values) > TRUNCATION
+    while outside.any():
+        values[outside] = rng.standard_normal(int(outside.sum()))
+        outside = np.abs(values) > TRUNCATION
+    return values.astype(np.float32)
+
+
+@dataclass
+class TextToImageModels:
+    """Trained generators restored from one snapshot, in inference mode.
+
+    Attributes:
+      config: the configuration of the run that wrote the snapshot (its `config.yml`).
+      stage: the stage of the snapshot, "stageI" or "stageII".
+      checkpoint: the `.weights.h5` file restored.
+      record: the snapshot's JSON record (iteration, epoch, stage, dataset, ...).
+      stage1_generator: `stageI.model.StageIGenerator`, called as
+        `stage1_generator((embedding, z, epsilon), training=False)` -> (images 64x64, mu, log_sigma).
+      stage2_generator: `stageII.model.StageIIGenerator` (called as
+        `((stage1_images, embedding, epsilon), training=False)` -> (images 256x256, mu, log_sigma)), or
+        None when only Stage-I was loaded.
+    """
+
+    config: Config = field(repr=False)
+    stage: str
+    checkpoint: Path
+    record: dict[str, Any] = field(repr=False)
+    stage1_generator: Any = field(repr=False)
+    stage2_generator: Any = field(default=None, repr=False)
+
+    @property
+    def dataset(self) -> str:
+        """`DATASET_NAME` the generators were trained on."""
+        return self.config.DATASET_NAME
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder of the snapshot."""
+        return self.checkpoint.parent
+
+    @property
+    def iteration(self) -> int:
+        """The training iteration of the snapshot (names the default sample folder)."""
+        return int(self.record["iteration"])
+
+    @property
+    def z_dim(self) -> int:
+        """Size of z (`Z_DIM`)."""
+        return int(self.config.Z_DIM)
+
+    @property
+    def ef_dim(self) -> int:
+        """Size of the CA noise of each stage (`GAN.EMBEDDING_DIM`)."""
+        return int(self.config.GAN.EMBEDDING_DIM)
+
+    @property
+    def text_dim(self) -> int:
+        """Size of the text embeddings the generators take (`TEXT.DIMENSION`)."""
+        return int(self.config.TEXT.DIMENSION)
+
+    @property
+    def has_stage2(self) -> bool:
+        """Whether a Stage-II generator is loaded."""
+        return self.stage2_generator is not None
+
+    @property
+    def image_size(self) -> int:
+        """Side of the final images: 256 with Stage-II, else 64."""
+        return 256 if self.has_stage2 else 64
+
+    def sample_noise(self, n: int, seed: int | np.random.Generator = 0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Noise for `n` images: z ~ N(0, 1) and each stage's CA noise ~ truncated N(0, 1).
+
+        Port of the test-phase noise of the original sampler [8.3]. Drawn in NumPy from one
+        generator, in the order z, Stage-I epsilon, Stage-II epsilon, so a seed fixes the images.
+
+        Args:
+          n: number of images.
+          seed: an integer seed or a `np.random.Generator` to draw from.
+
+        Returns:
+          `(z (n, z_dim), epsilon1 (n, ef_dim), epsilon2 (n, ef_dim) or None without Stage-II)`, float32.
+        """
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        z = rng.standard_normal((n, self.z_dim)).astype(np.float32)
+        epsilon1 = truncated_normal(rng, (n, self.ef_dim))
+        epsilon2 = truncated_normal(rng, (n, self.ef_dim)) if self.has_stage2 else None
+        return z, epsilon1, epsilon2
+
+    def generate(self, embeddings, z, epsilon1, epsilon2=None):
+        """Images of text embeddings with the generators in inference mode (BN moving averages).
+
+        Port of the test-phase generator graph of the original's sampler and demo [8.3, 8.4]. Plain
+        TensorFlow ops: callable eagerly or inside a `tf.function`.
+
+        Args:
+          embeddings: text embeddings (B, text_dim).
+          z: noise (B, z_dim).
+          epsilon1: Stage-I CA noise (B, ef_dim).
+          epsilon2: Stage-II CA noise (B, ef_dim); required when a Stage-II generator is loaded.
+
+        Returns:
+          `(stage1_images (B, 64, 64, 3), stage2_images (B, 256, 256, 3) or None)`, float32 tensors
+          in [-1, 1].
+        """
+        import tensorflow as tf
+
+        embeddings = tf.convert_to_tensor(embeddings, tf.float32)
+        stage1_images, _, _ = self.stage1_generator(
+            (embeddings, tf.convert_to_tensor(z, tf.float32), tf.convert_to_tensor(epsilon1, tf.float32)),
+            training=False)
+        if self.stage2_generator is None:
+            return stage1_images, None
+        if epsilon2 is None:
+            raise ValueError("epsilon2 (the Stage-II CA noise) is required when a Stage-II generator is loaded")
+        stage2_images, _, _ = self.stage2_generator(
+            (stage1_images, embeddings, tf.convert_to_tensor(epsilon2, tf.float32)), training=False)
+        return stage1_images, stage2_images
+
+
+def _newest_snapshot(root: Path, stage: str) -> Path | None:
+    """The most recently written snapshot over `<root>/<stage>_*/` (ties: the later folder name)."""
+    from misc.checkpoint import latest_checkpoint
+
+    found = [ckpt for run in sorted(root.glob(f"{stage}_*")) if (ckpt := latest_checkpoint(run)) is not None]
+    if not found:
+        return None
+    return max(found, key=lambda path: (os.stat(path).st_mtime, str(path)))
+
+
+def find_checkpoint(dataset: str = "shapes", output_dir: str | os.PathLike = "ckt_logs",
+                    stage: str | None = None) -> Path:
+    """The newest snapshot of a dataset: `<output_dir>/<dataset>/stageII_*/` first, then `stageI_*/`.
+
+    Args:
+      dataset: `DATASET_NAME`.
+      output_dir: `OUTPUT_DIR` of the training runs.
+      stage: "stageI" or "stageII" to look only at that stage's runs; None: Stage-II if any.
+
+    Returns:
+      The `.weights.h5` path.
+
+    Raises:
+      CheckpointError: no run folder of the stage(s) holds a complete snapshot; the message names
+        the folder searched and the command to run first.
+    """
+    _check_stage(stage)
+    root = Path(output_dir) / dataset
+    for candidate in ((stage,) if stage else (STAGE2, STAGE1)):
+        snapshot = _newest_snapshot(root, candidate)
+        if snapshot is not None:
+            return snapshot
+    folders = f"a {stage}_*" if stage else f"a {STAGE2}_* or {STAGE1}_*"
+    raise CheckpointError(f"{root}: no trained checkpoint (model_<iteration>.weights.h5 in {folders} run folder) "
+                          f"found; run `{MAKE_TARGET[stage or STAGE1]} DATASET={dataset}` first")
+
+
+def _check_stage(stage: str | None) -> None:
+    if stage is not None and stage not in STAGES:
+        raise ValueError(f"stage must be None, {STAGE1!r} or {STAGE2!r}, got {stage!r}")
+
+
+def load_run_config(weights_path: str | os.PathLike) -> Config:
+    """The configuration a snapshot was trained with: `config.yml` of its run folder.
+
+    Raises:
+      CheckpointError: the run folder has no `config.yml`.
+    """
+    path = Path(weights_path).parent / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: the run's configuration is missing, so the network widths of "
+                              f"{Path(weights_path).name} are unknown (training writes it into every run folder)")
+    return load_config(path)
+
+
+def load_generators(checkpoint: str | os.PathLike | None = None, dataset: str | None = None,
+                    output_dir: str | os.PathLike = "ckt_logs", stage: str | None = None) -> TextToImageModels:
+    """Restore the generators of a snapshot for generation.
+
+    Port of the restore in the original's `evaluate` and demo [8.3, 8.4], which rebuilt the graph and
+    restored every variable: here the stage's `CondGAN` is built at the run's widths and the whole
+    snapshot is loaded into it (`misc.checkpoint.load_checkpoint`, which checks that it fits), then
+    only the generators are kept.
+
+    Args:
+      checkpoint: a run folder (its newest snapshot), a `model_<iteration>.weights.h5` or its `.json`;
+        None: the newest snapshot of `dataset` under `output_dir` (Stage-II first, see `find_checkpoint`).
+      dataset: with a path, the dataset the snapshot must have been trained on (None: any); without
+        one, the dataset to search (None: "shapes").
+      output_dir: where the training runs are (`OUTPUT_DIR`), searched when no path is given.
+      stage: None: all the snapshot's stages; "stageI": only the Stage-I generator (of a Stage-I
+        snapshot, or the one inside a Stage-II snapshot); "stageII": a Stage-II snapshot is required.
+
+    Returns:
+      The `TextToImageModels`.
+
+    Raises:
+      CheckpointError: nothing found (naming the folder and the command to run first), a snapshot of
+        another dataset, a Stage-I snapshot where Stage-II is required, a missing `config.yml`, or
+        weights that do not fit.
+    """
+    from misc.checkpoint import load_checkpoint, read_metadata, resolve_checkpoint
+
+    _check_stage(stage)
+    if checkpoint is None:
+        weights_path = find_checkpoint(dataset or "shapes", output_dir, stage)
+    else:
+        weights_path = resolve_checkpoint(checkpoint)
+    record = read_metadata(weights_path)
+    saved_stage = record.get("stage")
+    if saved_stage not in STAGES:
+        raise CheckpointError(f"{weights_path}: the checkpoint's record names no stage (got {saved_stage!r})")
+    if stage == STAGE2 and saved_stage != STAGE2:
+        raise CheckpointError(f"{weights_path}: this is a {saved_stage} checkpoint, a {STAGE2} one is needed "
+                              f"(run `{MAKE_TARGET[STAGE2]}` first)")
+    if checkpoint is not None and dataset is not None and record.get("dataset") != dataset:
+        raise CheckpointError(f"{weights_path}: this checkpoint was trained on {record.get('dataset')}, "
+                              f"not on {dataset}")
+    cfg = load_run_config(weights_path)
+
+    from misc.cli import import_tensorflow
+
+    import_tensorflow()
+    from stageI.trainer import build_gan as build_stage1_gan
+
+    if saved_stage == STAGE1:
+        gan = build_stage1_gan(cfg)
+        record = load_checkpoint(gan, weights_path, stage=STAGE1)
+        stage1_generator, stage2_generator = gan.generator, None
+    else:
+        from stageI.trainer import build_networks as build_stage1_networks
+        from stageII.trainer import build_gan as build_stage2_gan
+
+        stage1_generator, _ = build_stage1_networks(cfg)
+        gan = build_stage2_gan(cfg, stage1_generator)
+        record = load_checkpoint(gan, weights_path, stage=STAGE2)
+        stage2_generator = None if stage == STAGE1 else gan.generator
+    return TextToImageModels(config=cfg, stage=saved_stage, checkpoint=Path(weights_path), record=record,
+                             stage1_generator=stage1_generator, stage2_generator=stage2_generator)
+
+
+def encoder_dir(dataset_or_dir: str | os.PathLike = "shapes", models_dir: str | os.PathLike = MODELS_DIR) -> Path:
+    """The text-encoder folder: `dataset_or_dir` itself if it is a folder or a `.keras` file, else
+    `<models_dir>/<dataset>/text_encoder`."""
+    path = Path(dataset_or_dir)
+    if path.is_dir() or path.suffix == ".keras" or len(path.parts) > 1:
+        return path
+    return Path(models_dir) / str(dataset_or_dir) / TEXT_ENCODER_DIR
+
+
+def load_encoder(dataset_or_dir: str | os.PathLike = "shapes", models_dir: str | os.PathLike = MODELS_DIR):
+    """The trained char-CNN-RNN text encoder (`misc.char_cnn_rnn.CharCnnRnn`).
+
+    Port of the encoder loading of the original demo's `get_embedding.lua` [8.4].
+
+    Args:
+      dataset_or_dir: a dataset name (the encoder of `<models_dir>/<dataset>/text_encoder`), or the
+        encoder folder (or its `.keras` file) itself.
+      models_dir: where the trained models are.
+
+    Returns:
+      The `CharCnnRnn`; `misc.text_encoder.embed_sentences(encoder, sentences)` embeds text.
+
+    Raises:
+      CheckpointError: no trained encoder there (naming the folder and `make text-encoder`), or a
+        damaged file.
+    """
+    from misc.text_encoder import TEXT_ENCODER_FILE, load_text_encoder
+
+    path = encoder_dir(dataset_or_dir, models_dir)
+    model_file = path if path.suffix == ".keras" else path / TEXT_ENCODER_FILE
+    if not model_file.is_file():
+        dataset = path.parent.name if path.name == TEXT_ENCODER_DIR else "<dataset>"
+        raise CheckpointError(f"{path}: no trained text encoder ({TEXT_ENCODER_FILE}) here; run "
+                              f"`make text-encoder DATASET={dataset}` first")
+    return load_text_encoder(path)
