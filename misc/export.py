@@ -1,0 +1,416 @@
+"""Export a trained StackGAN as one TensorFlow SavedModel that draws images from raw sentences.
+
+New in the port: the serving counterpart of the original demo (`demo/get_embedding.lua` in Lua
+Torch, then `demo/demo.py` in TF 0.12) [8.4]. The SavedModel holds our char-CNN-RNN text encoder
+(`models/<dataset>/text_encoder`, with the text -> one-hot step `encode_text_tf` in the graph) and
+the generators of one snapshot, restored by `misc.inference.load_generators` (Stage-I and Stage-II
+from a Stage-II snapshot, Stage-I alone from a Stage-I one). Serving it needs TensorFlow alone: no
+Keras model classes, no code of this project.
+
+    python -m misc.export                                  # newest snapshot of shapes -> models/shapes/saved_model
+    python -m misc.export --dataset birds --checkpoint ckt_logs/birds/stageII_<time>
+    python -m misc.export --stage stageI --out /tmp/stageI_model
+
+Signatures (B: the batch, any size). With a seed, the graph draws the noise itself (`seeded_noise`:
+row i depends on the seed and i only) and returns it, so a `*_with_noise` call can reproduce or vary
+an image:
+
+| signature                    | inputs                                                     | outputs                  |
+|------------------------------|------------------------------------------------------------|--------------------------|
+| `serving_default`            | captions string [B], seed int64 []                         | images, z, epsilon1(, 2) |
+| `generate_with_noise`        | captions [B], z [B, z_dim], epsilon1(, 2) [B, ef_dim]      | images                   |
+| `from_embeddings`            | embeddings float32 [B, text_dim], seed int64 []            | images, z, epsilon1(, 2) |
+| `from_embeddings_with_noise` | embeddings [B, text_dim], z, epsilon1(, 2)                 | images                   |
+| `embed_captions`             | captions [B]                                               | embeddings [B, text_dim] |
+
+"images" are `stage1_images` float32 [B, 64, 64, 3] and, when Stage-II was exported,
+`stage2_images` float32 [B, 256, 256, 3]: RGB in [0, 1], (tanh output + 1) / 2, the mapping of the
+training sample grids. epsilon2 exists only with Stage-II. The generators run in test phase (BN
+moving averages) with CA sampling on, as the original's sampler and demo [8.3, 8.4]. The
+`from_embeddings*` signatures take any 1024-d char-CNN-RNN embeddings, e.g. the CUB / Oxford-102
+ones of the original release.
+
+Output: `<out>/` (default `models/<dataset>/saved_model/`) with the SavedModel and `export.json`
+(dataset, snapshot, iteration, text encoder, signatures, image range, noise rule). The JSON sits
+inside the folder, so that it is swapped in together with the model and always describes it. Both
+are written into a temporary folder next to `<out>` that replaces `<out>` only when complete, so no
+half-written export is ever found at `<out>`; an existing folder is replaced only if it is an
+earlier export.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from misc.cli import run_cli
+from misc.errors import CheckpointError, StackGANError
+from misc.utils import mkdir_p
+
+SAVED_MODEL_DIR = "saved_model"
+INFO_FILE = "export.json"
+FORMAT = "stackgan-saved-model-1"
+# Leftovers of an interrupted export next to `<out>`: `.<name>.tmp-<pid>-*` and `.<name>.old-<pid>-*`.
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-")
+
+
+# --------------------------------------------------------------------------------------------
+# The graph
+# --------------------------------------------------------------------------------------------
+
+def seeded_noise(seed, n, z_dim: int, ef_dim: int, two_stages: bool) -> tuple:
+    """The generators' noise for `n` rows from one integer seed, with stateless TF ops.
+
+    Row i uses the seeds `tf.random.experimental.stateless_fold_in([seed, i], k)`, k = 0 for z,
+    1 for epsilon1, 2 for epsilon2, so it depends only on (seed, i), never on the batch size: the
+    first k rows of a call are those of the same call with only k rows. The values differ from the
+    NumPy draws of `misc.inference.TextToImageModels.sample_noise` (the sampler and the demo); give
+    those to a `*_with_noise` signature to get the same images as they do.
+
+    Args:
+      seed: int64 scalar tensor (or int).
+      n: number of rows (int32 scalar tensor or int).
+      z_dim: size of z.
+      ef_dim: size of each CA noise.
+      two_stages: also draw the Stage-II CA noise.
+
+    Returns:
+      `(z (n, z_dim), epsilon1 (n, ef_dim))`, plus `epsilon2 (n, ef_dim)` if `two_stages`; float32.
+    """
+    import tensorflow as tf
+
+    seed = tf.cast(seed, tf.int64)
+    fold_in = tf.random.experimental.stateless_fold_in
+
+    def row(index):
+        key = tf.stack([seed, index])
+        draws = [tf.random.stateless_normal([z_dim], seed=fold_in(key, 0)),
+                 tf.random.stateless_truncated_normal([ef_dim], seed=fold_in(key, 1))]
+        if two_stages:
+            draws.append(tf.random.stateless_truncated_normal([ef_dim], seed=fold_in(key, 2)))
+        return tuple(draws)
+
+    signature = (tf.float32,) * (3 if two_stages else 2)
+    return tf.map_fn(row, tf.range(tf.cast(n, tf.int64)), fn_output_signature=signature)
+
+
+def _noise_names(two_stages: bool) -> tuple[str, ...]:
+    return ("z", "epsilon1", "epsilon2") if two_stages else ("z", "epsilon1")
+
+
+def _images_doc(two_stages: bool) -> str:
+    """What `export.json` says about the output images."""
+    sizes = "stage1_images [B, 64, 64, 3], stage2_images [B, 256, 256, 3]" if two_stages else \
+        "stage1_images [B, 64, 64, 3] (Stage-I only)"
+    return f"float32 RGB in [0, 1] = (tanh output + 1) / 2; {sizes}"
+
+
+def _noise_doc(two_stages: bool) -> str:
+    """What `export.json` says about the seeded noise (`seeded_noise`)."""
+    epsilons = "epsilon1 and epsilon2" if two_stages else "epsilon1"
+    keys = "k = 0 (z), 1 (epsilon1), 2 (epsilon2)" if two_stages else "k = 0 (z), 1 (epsilon1)"
+    return (f"row i of a call with seed s: z ~ N(0, 1) by tf.random.stateless_normal, {epsilons} ~ truncated "
+            f"N(0, 1) by tf.random.stateless_truncated_normal, each seeded with "
+            f"tf.random.experimental.stateless_fold_in([s, i], k), {keys}")
+
+
+def build_archive(models, encoder):
+    """A `keras.export.ExportArchive` with the five signatures of the module docstring.
+
+    Args:
+      models: `misc.inference.TextToImageModels` (Stage-I, optionally Stage-II).
+      encoder: the trained `misc.char_cnn_rnn.CharCnnRnn`; its `emb_dim` must be `models.text_dim`.
+
+    Returns:
+      `(archive, signatures)`: the archive, ready for `write_out`, and a description of each
+      signature's inputs and outputs (`{name: {"inputs": {...}, "outputs": {...}}}`) for `export.json`.
+    """
+    import keras
+    import tensorflow as tf
+
+    from misc.char_cnn_rnn import encode_text_tf
+
+    two_stages = models.has_stage2
+    noise_names = _noise_names(two_stages)
+    noise_dims = {"z": models.z_dim, "epsilon1": models.ef_dim, "epsilon2": models.ef_dim}
+    captions_spec = tf.TensorSpec([None], tf.string, name="captions")
+    seed_spec = tf.TensorSpec([], tf.int64, name="seed")
+    embeddings_spec = tf.TensorSpec([None, models.text_dim], tf.float32, name="embeddings")
+    noise_specs = [tf.TensorSpec([None, noise_dims[k]], tf.float32, name=k) for k in noise_names]
+
+    # The text encoder and the generators are traced once each, as two concrete functions that every
+    # signature calls: tracing them per signature made the export several times slower and larger, and
+    # a `tf.function` called from several graphs was traced twice.
+    def embed_text(captions):
+        # encode_text_tf fails on an empty batch (decode_raw gives shape [0, 0]); answer it with no rows.
+        return tf.cond(tf.size(captions) > 0, lambda: encoder(encode_text_tf(captions)),
+                       lambda: tf.zeros([0, encoder.emb_dim]))
+
+    def generate_images(embeddings, *noise):
+        rows = tf.shape(embeddings)[0]
+        checks = [tf.debugging.assert_equal(tf.shape(value)[0], rows,
+                                            message=f"{name} needs one row per caption or embedding")
+                  for name, value in zip(noise_names, noise)]
+        with tf.control_dependencies(checks):
+            stage1_images, stage2_images = models.generate(embeddings, *noise)
+        images = {"stage1_images": (stage1_images + 1.0) / 2.0}
+        if stage2_images is not None:
+            images["stage2_images"] = (stage2_images + 1.0) / 2.0
+        return images
+
+    embed = tf.function(embed_text, input_signature=[captions_spec], autograph=False).get_concrete_function()
+    generate = tf.function(generate_images, input_signature=[embeddings_spec, *noise_specs],
+                           autograph=False).get_concrete_function()
+
+    def generate_seeded(embeddings, seed):
+        noise = seeded_noise(seed, tf.shape(embeddings)[0], models.z_dim, models.ef_dim, two_stages)
+        return {**generate(embeddings, *noise), **dict(zip(noise_names, noise))}
+
+    endpoints = {
+        "serving_default": (lambda captions, seed: generate_seeded(embed(captions), seed), [captions_spec, seed_spec]),
+        "generate_with_noise": (lambda captions, *noise: generate(embed(captions), *noise),
+                                [captions_spec, *noise_specs]),
+        "from_embeddings": (generate_seeded, [embeddings_spec, seed_spec]),
+        "from_embeddings_with_noise": (lambda embeddings, *noise: generate(embeddings, *noise),
+                                       [embeddings_spec, *noise_specs]),
+        "embed_captions": (lambda captions: {"embeddings": embed(captions)}, [captions_spec]),
+    }
+    # No `archive.track(...)`: the endpoints pick up the variables they use, and tracking the
+    # networks only adds a slow walk over them looking for lookup tables (they have none).
+    archive = keras.export.ExportArchive()
+    signatures = {}
+    for name, (fn, specs) in endpoints.items():
+        function = archive.add_endpoint(name, fn, input_signature=specs)
+        outputs = function.get_concrete_function().structured_outputs
+        signatures[name] = {"inputs": {spec.name: _describe(spec) for spec in specs},
+                            "outputs": {key: _describe(value) for key, value in outputs.items()}}
+    return archive, signatures
+
+
+def _describe(spec) -> str:
+    """'float32 [B, 64, 64, 3]' for a TensorSpec (B: the batch, any size)."""
+    return f"{spec.dtype.name} {list(spec.shape.as_list())}".replace("None", "B")
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+def is_export(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder this module wrote (it holds `export.json` of this format)."""
+    try:
+        return json.loads((Path(path) / INFO_FILE).read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_replaceable(out: str | os.PathLike) -> None:
+    """Refuse an output path that exists and is neither an earlier export nor an empty folder.
+
+    Raises:
+      StackGANError: naming the path (the export would delete what is there).
+    """
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_dir() and not out.is_symlink() and (is_export(out) or not any(out.iterdir())):
+        return
+    raise StackGANError(f"--out {out}: exists and is not an earlier StackGAN export; give a new folder "
+                        f"(an export replaces its output folder entirely)")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Delete the temporary folders of interrupted exports to `path` (their process is gone)."""
+    if not path.parent.is_dir():
+        return
+    for entry in path.parent.iterdir():
+        match = _LEFTOVER.match(entry.name)
+        if match and match["name"] == path.name and entry.is_dir() and not _pid_alive(int(match["pid"])):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder next to `path`; it replaces `path` only if the block succeeds.
+
+    The folder version of `misc.utils.atomic_path` (a non-empty folder cannot be replaced in one
+    rename). `path` is never half-written: it is the old folder, then, for the microseconds between
+    two renames, absent, then the complete new one. If the block fails or the process is killed,
+    `path` keeps the old folder (killed between the two renames: the old folder waits in
+    `.<name>.old-<pid>-*/`); temporary folders are removed then, or by the next export to `path`.
+
+    Args:
+      path: the final folder (replaced if it exists; check it with `check_replaceable` first).
+
+    Yields:
+      The temporary folder to fill.
+    """
+    path = Path(path)
+    mkdir_p(path.parent)
+    _remove_leftovers(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); the export is an ordinary folder
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=path.parent))
+            try:
+                os.rename(path, old / path.name)
+                try:
+                    os.rename(tmp, path)
+                except BaseException:
+                    os.rename(old / path.name, path)
+                    raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def folder_size(path: str | os.PathLike) -> int:
+    """Bytes of all files under `path`."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def export_saved_model(models, encoder, out: str | os.PathLike, encoder_path: str | os.PathLike,
+                       print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write the SavedModel and `export.json` to `out`, atomically.
+
+    Args:
+      models: `misc.inference.TextToImageModels`.
+      encoder: the `CharCnnRnn` (`emb_dim == models.text_dim`).
+      out: the export folder (replaced if it is an earlier export).
+      encoder_path: where the encoder came from (recorded in `export.json`).
+      print_fn: progress messages.
+
+    Returns:
+      The content of `export.json`.
+
+    Raises:
+      CheckpointError: the encoder's embeddings do not fit the generators.
+      StackGANError: `out` exists and is not an earlier export.
+    """
+    import keras
+    import tensorflow as tf
+
+    if encoder.emb_dim != models.text_dim:
+        raise CheckpointError(f"{models.checkpoint}: the generators take {models.text_dim}-d text embeddings but the "
+                              f"text encoder {encoder_path} gives {encoder.emb_dim}-d ones")
+    out = Path(out)
+    check_replaceable(out)
+    print_fn("tracing the signatures ...")
+    archive, signatures = build_archive(models, encoder)
+    stages = ["stageI", "stageII"] if models.has_stage2 else ["stageI"]
+    info = {
+        "format": FORMAT,
+        "dataset": models.dataset,
+        "stages": stages,
+        "checkpoint": {"path": str(models.checkpoint), "stage": models.stage,
+                       "iteration": models.iteration, "epoch": int(models.record.get("epoch", 0))},
+        # A Stage-II snapshot holds the Stage-I generator it was trained on; that one is exported.
+        "stage1_generator_from": str(models.checkpoint),
+        "text_encoder": str(encoder_path),
+        "z_dim": models.z_dim,
+        "ef_dim": models.ef_dim,
+        "text_dim": models.text_dim,
+        "images": _images_doc(models.has_stage2),
+        "noise": _noise_doc(models.has_stage2),
+        "signatures": signatures,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    print_fn(f"writing {out} ...")
+    with atomic_directory(out) as tmp:
+        archive.write_out(str(tmp), verbose=False)
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m misc.export",
+        description="Export the newest (or a given) StackGAN snapshot with its text encoder as one TensorFlow "
+                    "SavedModel that maps raw sentences (or 1024-d embeddings) to Stage-I and, if trained, "
+                    "Stage-II images. Serving it needs TensorFlow only.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n" + "\n".join(line for line in __doc__.splitlines() if "python -m misc.export" in line))
+    parser.add_argument("--dataset", default=None,
+                        help="dataset whose newest snapshot and text encoder to export (default: the --checkpoint's "
+                             "dataset, else shapes)")
+    parser.add_argument("--checkpoint", metavar="PATH",
+                        help="a run folder or model_<iteration>.weights.h5 (default: the newest of the dataset under "
+                             "--ckt-dir, Stage-II first)")
+    parser.add_argument("--ckt-dir", default="ckt_logs", metavar="DIR", help="where the training runs are")
+    parser.add_argument("--stage", choices=("stageI", "stageII"), default=None,
+                        help="only this stage's snapshots (stageI exports only Stage-I, also of a Stage-II snapshot)")
+    parser.add_argument("--encoder", metavar="DIR", help="text encoder folder (default models/<dataset>/text_encoder)")
+    parser.add_argument("--out", metavar="DIR",
+                        help=f"export folder (default models/<dataset>/{SAVED_MODEL_DIR}); replaced if it holds an "
+                             "earlier export")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and device messages")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = print) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+
+    from misc.checkpoint import read_metadata, resolve_checkpoint
+    from misc.cli import import_tensorflow
+    from misc.inference import MODELS_DIR, encoder_dir, find_checkpoint, load_encoder, load_generators
+
+    # Cheap checks first: a missing snapshot or a bad --out is reported before TensorFlow starts.
+    if args.checkpoint:
+        weights = resolve_checkpoint(args.checkpoint)
+        dataset = args.dataset or read_metadata(weights).get("dataset") or "shapes"
+    else:
+        dataset = args.dataset or "shapes"
+        weights = find_checkpoint(dataset, args.ckt_dir, args.stage)
+    out = Path(args.out) if args.out else Path(MODELS_DIR) / dataset / SAVED_MODEL_DIR
+    check_replaceable(out)
+    import_tensorflow(verbose=args.verbose)
+    encoder = load_encoder(args.encoder or dataset)
+    models = load_generators(weights, dataset=args.dataset, stage=args.stage)
+    stages = "Stage-I and Stage-II" if models.has_stage2 else "Stage-I only"
+    print_fn(f"checkpoint: {models.checkpoint} ({stages}, iteration {models.iteration})")
+    start = time.time()
+    info = export_saved_model(models, encoder, out, encoder_dir(args.encoder or dataset), print_fn=print_fn)
+    print_fn(f"exported {out} ({folder_size(out) / 2**20:.1f} MiB, {time.time() - start:.0f} s): signatures "
+             f"{', '.join(info['signatures'])}; details in {out / INFO_FILE}")
+    print_fn(f"serve it with TensorFlow alone: m = tf.saved_model.load({str(out)!r}); "
+             f"m.signatures['serving_default'](captions=tf.constant(['a red star']), seed=0)")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
