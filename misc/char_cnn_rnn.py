@@ -141,7 +141,8 @@ def encode_text_tf(texts: tf.Tensor | Sequence[Text]) -> tf.Tensor:
     # Pad every text with NUL bytes to exactly DOC_LENGTH bytes; NUL is not in the alphabet, so
     # padding and a literal NUL both give zero rows, as in `encode_text`.
     padded = tf.strings.substr(tf.strings.join([head, b"\0" * DOC_LENGTH]), 0, DOC_LENGTH, unit="BYTE")
-    codes = tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.int32)
+    # decode_raw gives shape [0, 0] for an empty batch; the reshape keeps DOC_LENGTH columns.
+    codes = tf.reshape(tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.int32), [-1, DOC_LENGTH])
     columns = tf.gather(tf.constant(BYTE_TO_INDEX), codes)
     one_hot = tf.one_hot(columns, ALPHABET_SIZE, dtype=tf.float32)  # -1 gives an all-zero row
     return tf.ensure_shape(one_hot, [None, DOC_LENGTH, ALPHABET_SIZE])

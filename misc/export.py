@@ -151,9 +151,7 @@ def build_archive(models, encoder):
     # signature calls: tracing them per signature made the export several times slower and larger, and
     # a `tf.function` called from several graphs was traced twice.
     def embed_text(captions):
-        # encode_text_tf fails on an empty batch (decode_raw gives shape [0, 0]); answer it with no rows.
-        return tf.cond(tf.size(captions) > 0, lambda: encoder(encode_text_tf(captions)),
-                       lambda: tf.zeros([0, encoder.emb_dim]))
+        return encoder(encode_text_tf(captions))
 
     def generate_images(embeddings, *noise):
         rows = tf.shape(embeddings)[0]

@@ -2,6 +2,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from misc.char_cnn_rnn import (
     ALPHABET, ALPHABET_SIZE, BYTE_TO_INDEX, DOC_LENGTH, WIDTHS, CharCnnRnn, FixedGRU, encode_text,
@@ -62,6 +63,11 @@ def test_numpy_and_tensorflow_encodings_are_identical():
     # Every byte value, once each, in one text.
     every_byte = bytes(range(256))
     np.testing.assert_array_equal(encode_text([every_byte]), encode_text_tf([every_byte]).numpy())
+
+
+def test_empty_batch_encodes_to_no_rows():
+    assert encode_text([]).shape == (0, DOC_LENGTH, ALPHABET_SIZE)
+    assert tuple(encode_text_tf(tf.constant([], tf.string)).shape) == (0, DOC_LENGTH, ALPHABET_SIZE)
 
 
 def test_sequence_lengths_of_hybrid_cnn_long():
