@@ -98,7 +98,8 @@ class CondAugmentation(keras.layers.Layer):
         if not self.cond_augmentation:
             return mu, mu, log_sigma
         if epsilon is None:
-            epsilon = tf.random.truncated_normal(tf.shape(mu), dtype=mu.dtype)
+            # Drawn in float32 and cast below: XLA on CPU has no bfloat16 TruncatedNormal kernel.
+            epsilon = tf.random.truncated_normal(tf.shape(mu))
         c_code = mu + tf.exp(log_sigma) * tf.cast(epsilon, mu.dtype)
         return c_code, mu, log_sigma
 
