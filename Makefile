@@ -17,9 +17,20 @@ ENCODER     ?= models/$(DATASET)/text_encoder
 ARGS        ?=
 PORT        ?= 6006
 LOGDIR      ?= ckt_logs
+# Snapshot for `make sample` / `make demo` (a run folder or model_<iteration>.weights.h5); empty: the
+# newest of DATASET under LOGDIR, Stage-II first.
+CKPT        ?=
+DEMO_OUT    ?= results/demo
+# `make sample` samples Stage-II if DATASET has a Stage-II run, else Stage-I; STAGE=stageI|stageII forces one.
+STAGE       ?= $(if $(wildcard $(LOGDIR)/$(DATASET)/stageII_*/model_*.json),stageII,stageI)
+# `make eval`: the sampler's folder of PNGs (default: the newest samples_*/test of DATASET under LOGDIR),
+# the shapes judge, and local Inception weights for IS / FID (skipped when empty; never downloaded).
+IMAGES      ?= $(shell ls -td $(LOGDIR)/$(DATASET)/*/samples_*/test 2>/dev/null | head -n 1)
+JUDGE       ?= models/$(DATASET)/judge
+INCEPTION   ?=
 
 .PHONY: help setup test test-slow test-all data text-encoder train-stage1 train-stage2 \
-        tensorboard preprocess-birds preprocess-flowers dry-run clean
+        tensorboard preprocess-birds preprocess-flowers dry-run sample demo export judge eval bench clean
 
 help:
 	@echo "make setup              create $(VENV) and install the package with its test tools"
@@ -29,11 +40,22 @@ help:
 	@echo "                        (DATASET=birds|flowers|shapes, CFG=..., ARGS='--set KEY=VALUE ...')"
 	@echo "make train-stage2       train Stage-II on the newest Stage-I checkpoint of DATASET (CFG2=...)"
 	@echo "make dry-run            build the Stage-I networks of CFG and print their parameter counts"
+	@echo "make sample             evaluation sampler: samples of every test caption of the newest snapshot"
+	@echo "                        (STAGE=stageI|stageII, CKPT=run folder, ARGS='--num-samples 8 --out DIR')"
+	@echo "make demo               text to image: sheets of example sentences into $(DEMO_OUT)"
+	@echo "                        (ARGS='\"a red star\" --num-samples 4' or ARGS='--interpolate \"A\" \"B\"')"
+	@echo "make export             SavedModel of the newest snapshot and the text encoder into models/$(DATASET)/saved_model:"
+	@echo "                        sentences or embeddings in, Stage-I/II images out, served by TensorFlow alone (CKPT=...)"
+	@echo "make eval               score generated images: judge, R-precision, IS/FID (IMAGES=folder of PNGs,"
+	@echo "                        default the newest samples_*/test; INCEPTION=weights file for IS and FID)"
+	@echo "make judge              train the shapes judge (attribute classifier of make eval) into $(JUDGE)"
 	@echo "make data               generate the shapes dataset into Data/shapes"
 	@echo "make text-encoder       train the char-CNN-RNN text encoder on DATASET and write its embeddings"
 	@echo "make preprocess-birds   crop and resize CUB-200-2011 into the 76/304 image pickles"
 	@echo "make preprocess-flowers resize Oxford-102 into the 76/304 image pickles"
 	@echo "make tensorboard        serve $(LOGDIR) on http://127.0.0.1:$(PORT)"
+	@echo "make bench              figures: training-step time and FLOP/s, inference and input-pipeline rates,"
+	@echo "                        peak memory, birds widths, into bench_results/results.json (ARGS='--help')"
 
 $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
@@ -80,6 +102,41 @@ train-stage2: $(STAMP)
 dry-run: $(STAMP)
 	$(PY) stageI/run_exp.py --cfg $(CFG) --dry-run
 
+# The original's evaluation mode (TRAIN.FLAG False) through the stage's run_exp.py.
+sample: $(STAMP)
+	$(PY) $(STAGE)/run_exp.py --cfg $(if $(filter stageII,$(STAGE)),$(CFG2),$(CFG)) --set TRAIN.FLAG=False \
+		--set OUTPUT_DIR=$(LOGDIR) --set TRAIN.PRETRAINED_MODEL=$(CKPT) $(ARGS)
+
+demo: $(STAMP)
+	$(PY) -m misc.demo --dataset $(DATASET) --ckt-dir $(LOGDIR) --out $(DEMO_OUT) $(if $(CKPT),--checkpoint $(CKPT)) $(ARGS)
+
+# One SavedModel (text encoder + generators of CKPT, default the newest snapshot of DATASET); see misc/export.py.
+export: $(STAMP)
+	$(PY) -m misc.export --dataset $(DATASET) --ckt-dir $(LOGDIR) --encoder $(ENCODER) $(if $(CKPT),--checkpoint $(CKPT)) $(ARGS)
+
+# The judge is complete once its DONE marker is written (it is written last).
+$(JUDGE)/DONE: | $(STAMP)
+	$(PY) -m misc.judge --data_dir $(DATA_DIR) --out $(JUDGE)
+
+ifeq ($(DATASET),shapes)
+$(JUDGE)/DONE: Data/shapes/shapes_manifest.json
+endif
+
+judge: $(JUDGE)/DONE
+
+ifeq ($(DATASET),shapes)
+eval: data text-encoder judge
+endif
+# Checked when the Makefile is read, so a missing folder stops `make eval` before any judge training.
+ifneq ($(filter eval,$(MAKECMDGOALS)),)
+ifeq ($(strip $(IMAGES)),)
+$(error no samples folder under $(LOGDIR)/$(DATASET): run `make sample` first, or give IMAGES=<folder of <filename>_c<caption>_s<sample>.png files>)
+endif
+endif
+eval: $(STAMP)
+	$(PY) -m misc.evaluate --images $(IMAGES) --data_dir $(DATA_DIR) --judge $(JUDGE) --encoder $(ENCODER) \
+		$(if $(INCEPTION),--inception-weights $(INCEPTION)) $(ARGS)
+
 preprocess-birds: $(STAMP)
 	$(PY) misc/preprocess_birds.py --data_dir Data/birds
 
@@ -88,6 +145,10 @@ preprocess-flowers: $(STAMP)
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host 127.0.0.1 --port $(PORT)
+
+# Figures, not pass/fail, on synthetic tensors, e.g. make bench ARGS="--only stage1 --steps 3"
+bench: $(STAMP)
+	$(PY) -m misc.bench $(ARGS)
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

@@ -1,0 +1,139 @@
+"""Tests of `misc/bench.py`: the FLOP count against hand counts, the timing rule, and `--quick` end to end."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from misc import bench
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_bench(args, cwd=REPO, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "misc.bench", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("batch, size, in_channels, filters, kernel, stride", [
+    # The first conv of the Stage-I discriminator at the birds widths: 64x64x3 -> 32x32x64, 4x4/2.
+    (1, 64, 3, 64, 4, 2),
+    # A 3x3/1 conv of the up-sampling blocks, on a batch of 2.
+    (2, 16, 8, 4, 3, 1),
+])
+def test_conv_flops_equal_the_hand_count(batch, size, in_channels, filters, kernel, stride):
+    import tensorflow as tf
+
+    from misc import custom_ops
+
+    conv = custom_ops.conv2d(filters, kernel, stride)
+    spec = tf.TensorSpec((batch, size, size, in_channels))
+    flops = bench.function_flops(tf.function(conv), spec)
+    out = size // stride  # SAME padding
+    # One multiply-add (2 FLOPs) per output element and kernel tap and input channel; no bias.
+    hand = 2 * batch * out * out * filters * kernel * kernel * in_channels
+    assert flops["by_op"] == {"Conv2D": hand}
+    assert flops["total"] == hand
+    if (batch, size, in_channels, filters) == (1, 64, 3, 64):
+        assert hand == 6_291_456
+
+
+def test_time_calls_stops_at_the_step_count_or_after_the_time_limit_with_at_least_two_steps():
+    calls = []
+    timing = bench.time_calls(lambda: calls.append(1), warmup=2, steps=5, time_limit=1e9)
+    assert len(calls) == 7 and timing["steps"] == 5 and len(timing["warmup_s"]) == 2
+    calls.clear()
+    timing = bench.time_calls(lambda: calls.append(1), warmup=0, steps=5, time_limit=1e-9)
+    assert len(calls) == bench.MIN_TIMED_STEPS == timing["steps"]
+    assert timing["time_s"]["min"] <= timing["time_s"]["median"] <= timing["time_s"]["max"]
+    assert len(timing["time_s"]["all"]) == timing["steps"]
+
+
+def test_summarize_gives_mean_and_sample_spread():
+    stats = bench.summarize([1.0, 2.0, 3.0])
+    assert stats["mean"] == 2.0 and stats["std"] == 1.0 and stats["median"] == 2.0
+    assert bench.summarize([4.0])["std"] == 0.0
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--only", "stage3"], "--only"),
+    (["--batch-sizes", "64,0"], "--batch-sizes"),
+    (["--steps", "0"], "--steps"),
+    (["--set", "GAN.NO_SUCH_KEY=1"], "GAN.NO_SUCH_KEY"),
+])
+def test_bad_options_exit_2_with_one_error_line(args, says, tmp_path):
+    result = run_bench([*args, "--out", str(tmp_path / "r.json")], timeout=120)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and says in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "results" / "quick.json"
+    result = run_bench(["--quick", "--out", str(out)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out, result
+
+
+def test_quick_run_writes_complete_json_and_prints_the_tables(quick_run):
+    out, result = quick_run
+    results = json.loads(out.read_text())
+    assert results["complete"] is True
+    assert [p.name for p in out.parent.iterdir()] == ["quick.json"]  # no temporary file left behind
+    assert f"results: {out}" in result.stdout
+    for heading in ("training step", "text -> image inference", "input pipeline"):
+        assert heading in result.stdout
+
+    env = results["environment"]
+    for key in ("date", "device", "cpu_model", "cpu_count", "cpu_usable", "tensorflow", "keras", "python",
+                "memory_total_mb", "load_average_at_start", "load_average_at_end"):
+        assert env[key] not in (None, ""), key
+    options = results["options"]
+    assert options["quick"] is True and options["batch_sizes"] == [2] and options["sections"] == list(bench.SECTIONS)
+    assert options["policy"] == "float32" and options["xla"] is False
+    assert results["configs"]["stage1"]["GAN"]["GF_DIM"] == 8
+
+
+def test_quick_run_times_both_training_steps_with_flops_and_memory(quick_run):
+    results = json.loads(quick_run[0].read_text())
+    assert [(r["stage"], r["batch_size"], r["image_size"]) for r in results["train"]] == [
+        ("stage1", 2, 64), ("stage2", 2, 256)]
+    for r in results["train"]:
+        assert r["steps"] == 2 and len(r["warmup_s"]) == 1 and r["time_s"]["mean"] > 0
+        assert r["flops_per_step"] > 0 and r["flops_by_op"]["Conv2D"] > 0
+        assert r["flops_by_op"]["Conv2DBackpropFilter"] > 0 and r["flops_by_op"]["Conv2DBackpropInput"] > 0
+        assert r["achieved_flops_per_s"] == pytest.approx(r["flops_per_step"] / r["time_s"]["mean"])
+        assert r["samples_per_s"] == pytest.approx(2 / r["time_s"]["mean"])
+        assert r["losses_finite"] and set(r["epoch_mean_losses"]) == {
+            "d_loss", "d_loss_real", "d_loss_wrong", "d_loss_fake", "g_loss", "kl_loss"}
+        assert r["compute_dtype"] == "float32"
+        memory = r["memory"]
+        assert memory["rss_peak_mb"] >= memory["rss_at_start_mb"] > 0 and memory["rss_peak_process_mb"] > 0
+        assert memory["rss_peak_scope"] in ("measurement", "process") and "gpu_peak_mb" not in memory
+    stage1, stage2 = results["train"]
+    assert stage2["flops_per_step"] > stage1["flops_per_step"]
+
+
+def test_quick_run_measures_inference_and_the_pipeline_against_the_training_steps(quick_run):
+    results = json.loads(quick_run[0].read_text())
+    inference = {r["what"]: r for r in results["inference"]}
+    assert set(inference) == {"text_to_64px", "text_to_256px"}
+    for r in inference.values():
+        assert r["images_per_s"] > 0 and r["images_dtype"] == "float32"
+        assert r["flops_per_image"] > r["text_encoder_flops_per_image"] > 0
+    assert inference["text_to_256px"]["flops_per_image"] > inference["text_to_64px"]["flops_per_image"]
+
+    train_rate = {r["stage"]: r["samples_per_s"] for r in results["train"]}
+    pipeline = {r["stage"]: r for r in results["pipeline"]}
+    assert [(pipeline[s]["stored_image_size"], pipeline[s]["crop_size"]) for s in ("stage1", "stage2")] == [
+        (76, 64), (304, 256)]
+    for stage, r in pipeline.items():
+        assert r["sampler"]["samples_per_s"] > 0 and r["tf_data"]["samples_per_s"] > 0
+        assert r["train_step_consumes_samples_per_s"] == train_rate[stage]
+        assert r["headroom"] == pytest.approx(r["tf_data"]["samples_per_s"] / train_rate[stage])
