@@ -53,7 +53,7 @@ from misc.judge import (  # noqa: E402
 )
 from misc.metrics import (  # noqa: E402
     IS_SPLITS, R_PRECISION_CANDIDATES, feature_statistics, frechet_distance, inception_score, r_precision,
-    softmax_known_classes,
+    sample_diversity, softmax_known_classes,
 )
 from misc.pickle_io import load_pickle  # noqa: E402
 from misc.text_encoder import (  # noqa: E402
@@ -485,6 +485,13 @@ def evaluate(images: str | os.PathLike, data_dir: str | os.PathLike = "Data/shap
         result["judge"] = judge_scores(judge_model, generated, real, sources, named, records)
     else:
         result["judge"] = {"skipped": f"no {data_dir / split / ATTRIBUTES_FILE} (only shapes has attributes)"}
+    # Samples of one (source image, caption) pair: how different they are (0 for a generator that
+    # ignores its noise).
+    caption_groups = np.unique(np.stack([sources, caption_ids], 1), axis=0, return_inverse=True)[1].reshape(-1)
+    diversity = sample_diversity(generated, caption_groups)
+    result["diversity"] = {"generated": None if np.isnan(diversity) else diversity,  # None: 1 sample per caption
+                           "measure": "per-pixel std over the samples of a caption, mean over pixels and captions, "
+                                      "images in [-1, 1] at 64x64"}
     result["r_precision"] = r_precision_scores(text_encoder, image_encoder, data.captions, generated, real,
                                                sources, caption_ids, candidates, seed)
     if inception is None:
@@ -522,6 +529,8 @@ def format_table(result: dict) -> str:
                          f"{_number(real['accuracy']):>16}{gen['count']:>8}")
         lines.append(f"{'judge features: Frechet distance':<42}{_number(judge['frechet_distance'], 2):>12}"
                      f"{'0 (by def.)':>16}{judge['reference_images']:>8}")
+    diversity = result["diversity"]["generated"]
+    lines.append(f"{'samples of a caption: per-pixel std':<42}{_number(diversity):>12}{'-':>16}{result['samples']:>8}")
     rp = result["r_precision"]
     label = f"R-precision (1 of {rp['candidates']}, chance {rp['chance']:.2f})"
     lines.append(f"{label:<42}{_number(rp['generated']):>12}{_number(rp['real']):>16}{result['samples']:>8}")

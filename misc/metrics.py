@@ -250,3 +250,25 @@ def r_precision(
         other_sim = np.einsum("td,tkd->tk", text_unit[block], image_unit[distractors[block]])
         hits[block] = true_sim[block] > other_sim.max(axis=1)
     return float(hits.mean())
+
+
+def sample_diversity(images: np.ndarray, groups: np.ndarray) -> float:
+    """How much the samples of one caption differ: the per-pixel standard deviation over a caption's
+    samples, averaged over pixels, channels and captions (groups of fewer than 2 samples are skipped).
+
+    Not in the original; it quantifies what the paper shows with sample grids, that conditioning
+    augmentation gives varied images for one text [the CA ablation of the README's results].
+
+    Args:
+      images: (N, H, W, C) images, uint8 in [0, 255] or float; uint8 is read as [-1, 1] like the
+        generator's output.
+      groups: (N,) integer caption ids; images with the same id are samples of one caption.
+
+    Returns:
+      The mean standard deviation (population, ddof 0), or NaN when no caption has 2 samples.
+    """
+    images = np.asarray(images)
+    values = images.astype(np.float64) / 127.5 - 1.0 if images.dtype == np.uint8 else images.astype(np.float64)
+    groups = np.asarray(groups)
+    stds = [values[groups == g].std(axis=0).mean() for g in np.unique(groups) if np.sum(groups == g) >= 2]
+    return float(np.mean(stds)) if stds else float("nan")

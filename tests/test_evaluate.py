@@ -175,6 +175,7 @@ def test_real_images_score_as_their_own_ceiling(setup, tmp_path, capsys):
     rp = result["r_precision"]
     assert rp["generated"] == rp["real"] and rp["candidates"] == CANDIDATES and rp["chance"] == 0.1
     assert "skipped" in result["inception"]
+    assert result["diversity"]["generated"] is None  # one sample per caption: nothing to compare
     for text in ("48 generated images (64x64)", "of split 'test'", "seed 0", "R-precision (1 of 10", "skipped",
                  str(setup[1] / JUDGE_FILE), f"wrote {images / EVAL_FILE}"):
         assert text in out, text

@@ -229,3 +229,18 @@ def test_r_precision_rejects_bad_input():
         r_precision(emb, emb, np.array([0, 1, 2, 3, 5]), candidates=2)
     with pytest.raises(ValueError, match="embeddings"):
         r_precision(emb, np.zeros((5, 4)), np.arange(5), candidates=2)
+
+
+def test_sample_diversity_by_hand():
+    from misc.metrics import sample_diversity
+
+    # Caption 0: two samples, pixels 0 and 255 -> values -1 and 1, std 1 everywhere.
+    # Caption 1: two identical samples -> std 0. Caption 2: one sample, skipped. Mean: 0.5.
+    images = np.zeros((5, 2, 2, 3), np.uint8)
+    images[1] = 255
+    images[2] = images[3] = 77
+    assert sample_diversity(images, np.array([0, 0, 1, 1, 2])) == pytest.approx(0.5)
+    # Floats are taken as they are: samples 0.2 and 0.6 have std 0.2.
+    floats = np.stack([np.full((2, 2, 3), 0.2), np.full((2, 2, 3), 0.6)])
+    assert sample_diversity(floats, np.array([3, 3])) == pytest.approx(0.2)
+    assert math.isnan(sample_diversity(images[:1], np.array([0])))
