@@ -143,6 +143,61 @@ def distribution_and_feeder(cfg: Config, train_data, image_size: int, iteration:
     return strategy, use_sync_bn(cfg.TRAIN.SYNC_BN, strategy), feeder
 
 
+def fit_and_report(gan, feeder, cfg: Config, run_dir: Path, *, strategy, stage: str, initial_epoch: int,
+                   steps_per_epoch: int, start_line: str | None, lr_schedule, make_grids: Callable,
+                   samples: str, summary_prefix: str = "", print_fn: Callable[[str], None] = print,
+                   verbose: int = 2) -> None:
+    """The epoch loop both stages share: config, run messages, TensorBoard writer, callbacks, `fit`.
+
+    Port of the original's training loop and its summaries, snapshots and per-epoch images [7.2,
+    7.3, 8]; what differs between the stages comes in as arguments.
+
+    Args:
+      gan: the built (and, if resuming, restored) GAN; `feeder`: its `BatchFeeder`, closed here.
+      cfg: the resolved config, written to `<run_dir>/config.yml`.
+      run_dir: the run folder.
+      strategy: the distribution strategy (for the replica count).
+      stage: "stageI" or "stageII", recorded in the snapshots.
+      initial_epoch: epochs already done; steps_per_epoch: iterations per epoch.
+      start_line: where the run starts from, printed after the run folder (None: nothing).
+      lr_schedule: the stage's learning-rate callback.
+      make_grids: `writer -> callback` writing the stage's end-of-epoch sample grids.
+      samples: the grid files, for the message.
+      summary_prefix: TensorBoard scalar prefix ("hr_" for Stage-II [8.2]).
+    """
+    import tensorflow as tf
+
+    from misc import callbacks as cb
+
+    save_config(cfg, run_dir / "config.yml")
+    print_fn(f"run folder: {run_dir}")
+    if start_line:
+        print_fn(start_line)
+    print_fn(f"replicas: {strategy.num_replicas_in_sync}; {steps_per_epoch} iterations per epoch, "
+             f"epochs {initial_epoch + 1}..{cfg.TRAIN.MAX_EPOCH}")
+    print_fn(f"checkpoints: {run_dir}/model_<iteration>.weights.h5 every {cfg.TRAIN.SNAPSHOT_INTERVAL} "
+             "iterations and at the end")
+    print_fn(f"samples: {samples} after every epoch")
+    print_fn(f"TensorBoard logs: {run_dir} (tensorboard --logdir {run_dir})")
+
+    writer = tf.summary.create_file_writer(str(run_dir))
+    callbacks = [
+        lr_schedule,
+        cb.ScalarSummaries(writer, interval=cfg.TRAIN.SUMMARY_INTERVAL, prefix=summary_prefix),
+        cb.Snapshots(run_dir, cfg.TRAIN.SNAPSHOT_INTERVAL, stage=stage, dataset=cfg.DATASET_NAME,
+                     on_save=lambda path: print_fn(f"saved {path}")),
+        make_grids(writer),
+        cb.EpochLog(cfg.TRAIN.MAX_EPOCH, print_fn=print_fn, run_dir=run_dir),
+    ]
+    try:
+        gan.fit(feeder.dataset(), steps_per_epoch=steps_per_epoch, epochs=cfg.TRAIN.MAX_EPOCH,
+                initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
+    finally:
+        feeder.close()
+        writer.close()
+        sys.stdout.flush()
+
+
 def train(cfg: Config, resume: str | None = None, verbose: int = 2,
           print_fn: Callable[[str], None] = print, gpus: list[int] | None = None) -> Path:
     """Train Stage-I as configured (port of `CondGANTrainer.train`).
@@ -167,8 +222,8 @@ def train(cfg: Config, resume: str | None = None, verbose: int = 2,
     from misc.datasets import load_split
 
     if not cfg.TRAIN.FLAG:
-        raise ConfigError("TRAIN.FLAG: false asks for the original's evaluation mode, which stageI/run_exp.py "
-                          "does not run; set it to true to train")
+        raise ConfigError("TRAIN.FLAG: false asks for the original's evaluation mode, which is "
+                          "misc.sampler.run_evaluation (stageI/run_exp.py runs it), not training")
     if resume and cfg.TRAIN.PRETRAINED_MODEL:
         raise ConfigError(f"--resume {resume}: TRAIN.PRETRAINED_MODEL is also set; give only one of them")
     start = resume or cfg.TRAIN.PRETRAINED_MODEL or None
@@ -187,7 +242,7 @@ def train(cfg: Config, resume: str | None = None, verbose: int = 2,
     num_copy = cfg.TRAIN.NUM_COPY
     rows_for_epoch = grid_rows_fn(cfg, train_data, test_data, IMAGE_SIZE)  # fails now on missing captions
 
-    tf = import_tensorflow()
+    import_tensorflow()
 
     from misc import callbacks as cb
     from misc.checkpoint import load_checkpoint
@@ -198,34 +253,15 @@ def train(cfg: Config, resume: str | None = None, verbose: int = 2,
     if snapshot:
         record = load_checkpoint(gan, snapshot, stage=STAGE, dataset=cfg.DATASET_NAME)
     run_dir = snapshot.parent if resume else new_run_dir(cfg)
-    save_config(cfg, run_dir / "config.yml")
-
     initial_epoch = record["epoch"]
-    print_fn(f"run folder: {run_dir}")
-    if snapshot:
-        print_fn(f"starting from {snapshot}: iteration {record['iteration']}, continuing with epoch "
-                 f"{initial_epoch + 1}")
-    print_fn(f"replicas: {strategy.num_replicas_in_sync}; {steps_per_epoch} iterations per epoch, "
-             f"epochs {initial_epoch + 1}..{cfg.TRAIN.MAX_EPOCH}")
-    print_fn(f"checkpoints: {run_dir}/model_<iteration>.weights.h5 every {cfg.TRAIN.SNAPSHOT_INTERVAL} "
-             "iterations and at the end")
-    print_fn(f"samples: {run_dir}/train.jpg, {run_dir}/test.jpg (captions in test.txt) after every epoch")
-    print_fn(f"TensorBoard logs: {run_dir} (tensorboard --logdir {run_dir})")
-
-    writer = tf.summary.create_file_writer(str(run_dir))
-    callbacks = [
-        cb.LearningRateSchedule(cfg.TRAIN.DISCRIMINATOR_LR, cfg.TRAIN.GENERATOR_LR, cfg.TRAIN.LR_DECAY_EPOCH),
-        cb.ScalarSummaries(writer, interval=cfg.TRAIN.SUMMARY_INTERVAL),
-        cb.Snapshots(run_dir, cfg.TRAIN.SNAPSHOT_INTERVAL, stage=STAGE, dataset=cfg.DATASET_NAME,
-                     on_save=lambda path: print_fn(f"saved {path}")),
-        cb.SampleGrids(run_dir, writer, rows_for_epoch, num_copy, zero_z=True),
-        cb.EpochLog(cfg.TRAIN.MAX_EPOCH, print_fn=print_fn, run_dir=run_dir),
-    ]
-    try:
-        gan.fit(feeder.dataset(), steps_per_epoch=steps_per_epoch, epochs=cfg.TRAIN.MAX_EPOCH, initial_epoch=initial_epoch,
-                callbacks=callbacks, verbose=verbose, shuffle=False)
-    finally:
-        feeder.close()
-        writer.close()
-        sys.stdout.flush()
+    start_line = (f"starting from {snapshot}: iteration {record['iteration']}, continuing with epoch "
+                  f"{initial_epoch + 1}") if snapshot else None
+    fit_and_report(
+        gan, feeder, cfg, run_dir, strategy=strategy, stage=STAGE, initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_epoch, start_line=start_line,
+        lr_schedule=cb.LearningRateSchedule(cfg.TRAIN.DISCRIMINATOR_LR, cfg.TRAIN.GENERATOR_LR,
+                                            cfg.TRAIN.LR_DECAY_EPOCH),
+        make_grids=lambda writer: cb.SampleGrids(run_dir, writer, rows_for_epoch, num_copy, zero_z=True),
+        samples=f"{run_dir}/train.jpg, {run_dir}/test.jpg (captions in test.txt)",
+        print_fn=print_fn, verbose=verbose)
     return run_dir

@@ -22,11 +22,10 @@ Deliberate differences from the original:
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Callable
 
-from misc.config import Config, save_config
+from misc.config import Config
 from misc.errors import CheckpointError, ConfigError
 from misc.preprocess_birds import LOAD_SIZE, LR_HR_RATIO
 
@@ -310,11 +309,11 @@ def train(cfg: Config, resume: str | None = None, verbose: int = 2,
     from misc.checkpoint import read_metadata, resolve_checkpoint
     from misc.cli import import_tensorflow
     from misc.datasets import load_split
-    from stageI.trainer import distribution_and_feeder, grid_rows_fn
+    from stageI.trainer import distribution_and_feeder, fit_and_report, grid_rows_fn
 
     if not cfg.TRAIN.FLAG:
-        raise ConfigError("TRAIN.FLAG: false asks for the original's evaluation mode, which stageII/run_exp.py "
-                          "does not run; set it to true to train")
+        raise ConfigError("TRAIN.FLAG: false asks for the original's evaluation mode, which is "
+                          "misc.sampler.run_evaluation (stageII/run_exp.py runs it), not training")
     if resume:
         snapshot = resolve_checkpoint(resume)
         stage1_snapshot = None
@@ -343,9 +342,8 @@ def train(cfg: Config, resume: str | None = None, verbose: int = 2,
 
     rows_for_epoch = grid_rows_fn(cfg, train_data, test_data, IMAGE_SIZE)  # fails now on missing captions
 
-    tf = import_tensorflow()
+    import_tensorflow()
 
-    from misc import callbacks as cb
     from misc.checkpoint import load_checkpoint
     from stageI.trainer import build_networks as build_stage1_networks
 
@@ -361,39 +359,19 @@ def train(cfg: Config, resume: str | None = None, verbose: int = 2,
     else:
         gan.iteration_offset = record["iteration"]
     run_dir = snapshot.parent if snapshot else new_run_dir(cfg)
-    save_config(cfg, run_dir / "config.yml")
-
-    print_fn(f"run folder: {run_dir}")
     if snapshot:
-        print_fn(f"starting from {snapshot}: iteration {record['iteration']}, continuing with epoch "
-                 f"{initial_epoch + 1}")
+        start_line = (f"starting from {snapshot}: iteration {record['iteration']}, continuing with epoch "
+                      f"{initial_epoch + 1}")
     else:
-        print_fn(f"Stage-I generator from {stage1_snapshot} (iteration {record['iteration']}); Stage-II starts "
-                 f"at epoch {initial_epoch + 1}")
-    print_fn(f"replicas: {strategy.num_replicas_in_sync}; {steps_per_epoch} iterations per epoch, "
-             f"epochs {initial_epoch + 1}..{cfg.TRAIN.MAX_EPOCH}")
-    print_fn(f"checkpoints: {run_dir}/model_<iteration>.weights.h5 every {cfg.TRAIN.SNAPSHOT_INTERVAL} "
-             "iterations and at the end")
-    print_fn(f"samples: {run_dir}/lr_fake_train.jpg, hr_fake_train.jpg, lr_fake_test.jpg, hr_fake_test.jpg "
-             "(captions in test.txt) after every epoch")
-    print_fn(f"TensorBoard logs: {run_dir} (tensorboard --logdir {run_dir})")
-
-    writer = tf.summary.create_file_writer(str(run_dir))
-    callbacks = [
-        learning_rate_schedule(cfg),
-        cb.ScalarSummaries(writer, interval=cfg.TRAIN.SUMMARY_INTERVAL, prefix="hr_"),
-        cb.Snapshots(run_dir, cfg.TRAIN.SNAPSHOT_INTERVAL, stage=STAGE, dataset=cfg.DATASET_NAME,
-                     on_save=lambda path: print_fn(f"saved {path}")),
-        _sample_grids_callback(run_dir, writer, rows_for_epoch, num_copy),
-        cb.EpochLog(cfg.TRAIN.MAX_EPOCH, print_fn=print_fn, run_dir=run_dir),
-    ]
-    try:
-        gan.fit(feeder.dataset(), steps_per_epoch=steps_per_epoch, epochs=cfg.TRAIN.MAX_EPOCH,
-                initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
-    finally:
-        feeder.close()
-        writer.close()
-        sys.stdout.flush()
+        start_line = (f"Stage-I generator from {stage1_snapshot} (iteration {record['iteration']}); Stage-II "
+                      f"starts at epoch {initial_epoch + 1}")
+    fit_and_report(
+        gan, feeder, cfg, run_dir, strategy=strategy, stage=STAGE, initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_epoch, start_line=start_line, lr_schedule=learning_rate_schedule(cfg),
+        make_grids=lambda writer: _sample_grids_callback(run_dir, writer, rows_for_epoch, num_copy),
+        samples=f"{run_dir}/lr_fake_train.jpg, hr_fake_train.jpg, lr_fake_test.jpg, hr_fake_test.jpg "
+                "(captions in test.txt)",
+        summary_prefix="hr_", print_fn=print_fn, verbose=verbose)
     return run_dir
 
 

@@ -153,3 +153,15 @@ def test_learning_rate_halves_only_above_the_pretrained_epoch(tmp_path):
         schedule.on_epoch_begin(epoch)
         assert float(model.d_optimizer.learning_rate) == pytest.approx(rate)
         assert float(model.g_optimizer.learning_rate) == pytest.approx(rate)
+
+
+@pytest.mark.parametrize("stage", ["stageI", "stageII"])
+def test_train_refuses_evaluation_mode_and_names_the_sampler(stage):
+    import importlib
+
+    from misc.errors import ConfigError
+
+    trainer = importlib.import_module(f"{stage}.trainer")
+    cfg = load_config(Path(__file__).resolve().parents[1] / stage / "cfg" / "shapes.yml", {"TRAIN.FLAG": False})
+    with pytest.raises(ConfigError, match=f"misc.sampler.run_evaluation \\({stage}/run_exp.py runs it\\)"):
+        trainer.train(cfg)
