@@ -1,12 +1,11 @@
 """End-to-end tests of the Stage-II command line, each in a subprocess as a user runs it."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from tiny_data import event_tags, run_script, sets
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "stageII" / "run_exp.py"
@@ -19,24 +18,7 @@ TINY = ["GAN.GF_DIM=8", "GAN.DF_DIM=4", "GAN.EMBEDDING_DIM=8", "GAN.R_NUM=1", "T
 
 
 def run(args, script=SCRIPT, cwd=REPO, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def sets(*pairs):
-    return [arg for pair in pairs for arg in ("--set", pair)]
-
-
-def event_tags(run_dir):
-    import tensorflow as tf
-
-    tags = {}
-    for path in sorted(run_dir.glob("events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for value in event.summary.value:
-                tags.setdefault(value.tag, []).append(event.step)
-    return tags
+    return run_script(script, args, cwd, timeout)
 
 
 def test_dry_run_prints_the_original_parameter_counts_and_writes_nothing(tmp_path):

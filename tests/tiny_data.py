@@ -4,11 +4,15 @@
 plus the StackGAN pickles (as Python 2 wrote them) and, by default, runs the preprocessing, so
 `misc.datasets.load_split(path, 'train', 76)` works on it. `python2_pickle_bytes` builds Python-2
 protocol-2 pickles opcode by opcode, since no Python 2 is at hand to write real ones.
-`make_synthetic_split` builds a `SplitData` in memory for sampler tests.
+`make_synthetic_split` builds a `SplitData` in memory for sampler tests. `run_script`, `sets` and
+`event_tags` run a command line in a subprocess and read its TensorBoard events.
 """
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,30 @@ from misc.preprocess_birds import preprocess_birds
 CUB_CLASS_NAMES = ("Black_footed_Albatross", "Laysan_Albatross", "Sooty_Albatross",
                    "Groove_billed_Ani", "Crested_Auklet", "Least_Auklet", "Parakeet_Auklet")
 CAPTIONS_PER_IMAGE = 10
+
+
+def run_script(script: str | Path, args, cwd: str | Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python <script> <args>` on the CPU as a user would, capturing its output."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def sets(*pairs: str) -> list:
+    """`--set KEY=VALUE` arguments for each pair."""
+    return [arg for pair in pairs for arg in ("--set", pair)]
+
+
+def event_tags(run_dir: Path) -> dict:
+    """tag -> the steps it was written at, over the run folder's TensorBoard event files."""
+    import tensorflow as tf
+
+    tags = {}
+    for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    return tags
 
 
 def _py2_str(data: bytes) -> bytes:
