@@ -28,7 +28,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from misc.cli import run_cli
-from misc.errors import CheckpointError, DataError, StackGANError
+from misc.errors import DataError, StackGANError
+from misc.inference import add_model_arguments
 from misc.utils import atomic_write_text, mkdir_p
 
 DEFAULT_OUT = "results/demo"
@@ -64,18 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"samples per sentence, or rows of the interpolation (default {DEFAULT_SAMPLES}, "
                              "as the original demo)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise: same seed, same images (default 0)")
-    parser.add_argument("--dataset", default=None,
-                        help="dataset whose newest snapshot and text encoder to use (default: the --checkpoint's "
-                             "dataset, else shapes)")
-    parser.add_argument("--checkpoint", metavar="PATH",
-                        help="a run folder or model_<iteration>.weights.h5 (default: the newest of the dataset "
-                             "under --ckt-dir, Stage-II first)")
-    parser.add_argument("--ckt-dir", default="ckt_logs", metavar="DIR", help="where the training runs are")
-    parser.add_argument("--stage", choices=("stageI", "stageII"), default=None,
-                        help="only this stage's snapshots (stageI also draws only Stage-I from a Stage-II snapshot)")
-    parser.add_argument("--encoder", metavar="DIR", help="text encoder folder (default models/<dataset>/text_encoder)")
+    add_model_arguments(parser, "draw")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT})")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and device messages")
     return parser
 
 
@@ -207,17 +198,11 @@ def main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = pr
     args = _parser().parse_args(argv)
     _validate(args)
 
-    from misc.checkpoint import read_metadata, resolve_checkpoint
     from misc.cli import import_tensorflow
-    from misc.inference import find_checkpoint, load_encoder, load_generators
+    from misc.inference import load_model_arguments, resolve_model_arguments
 
     # Cheap checks first: a bad caption file or a missing snapshot is reported before TensorFlow starts.
-    if args.checkpoint:
-        weights = resolve_checkpoint(args.checkpoint)
-        dataset = args.dataset or read_metadata(weights).get("dataset") or "shapes"
-    else:
-        dataset = args.dataset or "shapes"
-        weights = find_checkpoint(dataset, args.ckt_dir, args.stage)
+    weights, dataset = resolve_model_arguments(args)
     sentences = list(args.sentences)
     if args.captions:
         sentences += read_caption_file(args.captions)
@@ -225,11 +210,7 @@ def main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = pr
         sentences, source = example_sentences(dataset)
         print_fn(f"no sentences given: drawing the {len(sentences)} examples of {source}")
     import_tensorflow(verbose=args.verbose)
-    encoder = load_encoder(args.encoder or dataset)
-    models = load_generators(weights, dataset=args.dataset, stage=args.stage)
-    if encoder.emb_dim != models.text_dim:
-        raise CheckpointError(f"{models.checkpoint}: the generators take {models.text_dim}-d text embeddings but the "
-                              f"text encoder of {args.encoder or dataset} gives {encoder.emb_dim}-d ones")
+    encoder, models = load_model_arguments(args, weights, dataset)
     stages = "Stage-I and Stage-II" if models.has_stage2 else "Stage-I"
     print_fn(f"checkpoint: {models.checkpoint} ({stages}, iteration {models.iteration})")
     out = mkdir_p(args.out)

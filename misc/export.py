@@ -54,6 +54,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from misc.cli import run_cli
 from misc.errors import CheckpointError, StackGANError
+from misc.inference import add_model_arguments
 from misc.utils import mkdir_p
 
 SAVED_MODEL_DIR = "saved_model"
@@ -361,20 +362,10 @@ def _parser() -> argparse.ArgumentParser:
                     "Stage-II images. Serving it needs TensorFlow only.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n" + "\n".join(line for line in __doc__.splitlines() if "python -m misc.export" in line))
-    parser.add_argument("--dataset", default=None,
-                        help="dataset whose newest snapshot and text encoder to export (default: the --checkpoint's "
-                             "dataset, else shapes)")
-    parser.add_argument("--checkpoint", metavar="PATH",
-                        help="a run folder or model_<iteration>.weights.h5 (default: the newest of the dataset under "
-                             "--ckt-dir, Stage-II first)")
-    parser.add_argument("--ckt-dir", default="ckt_logs", metavar="DIR", help="where the training runs are")
-    parser.add_argument("--stage", choices=("stageI", "stageII"), default=None,
-                        help="only this stage's snapshots (stageI exports only Stage-I, also of a Stage-II snapshot)")
-    parser.add_argument("--encoder", metavar="DIR", help="text encoder folder (default models/<dataset>/text_encoder)")
+    add_model_arguments(parser, "export")
     parser.add_argument("--out", metavar="DIR",
                         help=f"export folder (default models/<dataset>/{SAVED_MODEL_DIR}); replaced if it holds an "
                              "earlier export")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and device messages")
     return parser
 
 
@@ -382,22 +373,15 @@ def main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = pr
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
 
-    from misc.checkpoint import read_metadata, resolve_checkpoint
     from misc.cli import import_tensorflow
-    from misc.inference import MODELS_DIR, encoder_dir, find_checkpoint, load_encoder, load_generators
+    from misc.inference import MODELS_DIR, encoder_dir, load_model_arguments, resolve_model_arguments
 
     # Cheap checks first: a missing snapshot or a bad --out is reported before TensorFlow starts.
-    if args.checkpoint:
-        weights = resolve_checkpoint(args.checkpoint)
-        dataset = args.dataset or read_metadata(weights).get("dataset") or "shapes"
-    else:
-        dataset = args.dataset or "shapes"
-        weights = find_checkpoint(dataset, args.ckt_dir, args.stage)
+    weights, dataset = resolve_model_arguments(args)
     out = Path(args.out) if args.out else Path(MODELS_DIR) / dataset / SAVED_MODEL_DIR
     check_replaceable(out)
     import_tensorflow(verbose=args.verbose)
-    encoder = load_encoder(args.encoder or dataset)
-    models = load_generators(weights, dataset=args.dataset, stage=args.stage)
+    encoder, models = load_model_arguments(args, weights, dataset)
     stages = "Stage-I and Stage-II" if models.has_stage2 else "Stage-I only"
     print_fn(f"checkpoint: {models.checkpoint} ({stages}, iteration {models.iteration})")
     start = time.time()

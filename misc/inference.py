@@ -321,3 +321,62 @@ def load_encoder(dataset_or_dir: str | os.PathLike = "shapes", models_dir: str |
         raise CheckpointError(f"{path}: no trained text encoder ({TEXT_ENCODER_FILE}) here; run "
                               f"`make text-encoder DATASET={dataset}` first")
     return load_text_encoder(path)
+
+
+def add_model_arguments(parser, action: str) -> None:
+    """Add the options by which the demo and the export pick a trained model.
+
+    `--dataset`, `--checkpoint`, `--ckt-dir`, `--stage`, `--encoder`, `--verbose`; read them back with
+    `resolve_model_arguments` and `load_model_arguments`.
+
+    Args:
+      parser: an `argparse.ArgumentParser`.
+      action: the verb for the help texts ("draw", "export").
+    """
+    parser.add_argument("--dataset", default=None,
+                        help=f"dataset whose newest snapshot and text encoder to {action} with (default: the "
+                             "--checkpoint's dataset, else shapes)")
+    parser.add_argument("--checkpoint", metavar="PATH",
+                        help="a run folder or model_<iteration>.weights.h5 (default: the newest of the dataset "
+                             "under --ckt-dir, Stage-II first)")
+    parser.add_argument("--ckt-dir", default="ckt_logs", metavar="DIR", help="where the training runs are")
+    parser.add_argument("--stage", choices=STAGES, default=None,
+                        help=f"only this stage's snapshots (stageI: {action} with Stage-I only, also from a "
+                             "Stage-II snapshot)")
+    parser.add_argument("--encoder", metavar="DIR", help="text encoder folder (default models/<dataset>/text_encoder)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and device messages")
+
+
+def resolve_model_arguments(args) -> tuple[Path, str]:
+    """The snapshot and dataset that `add_model_arguments`' options name, found without TensorFlow.
+
+    Returns:
+      `(weights file, dataset name)`.
+
+    Raises:
+      CheckpointError: no such snapshot, or none trained yet (naming the command to run first).
+    """
+    from misc.checkpoint import read_metadata, resolve_checkpoint
+
+    if args.checkpoint:
+        weights = resolve_checkpoint(args.checkpoint)
+        return weights, args.dataset or read_metadata(weights).get("dataset") or "shapes"
+    dataset = args.dataset or "shapes"
+    return find_checkpoint(dataset, args.ckt_dir, args.stage), dataset
+
+
+def load_model_arguments(args, weights: Path, dataset: str):
+    """The text encoder and the generators that `add_model_arguments`' options name.
+
+    Returns:
+      `(encoder, TextToImageModels)`.
+
+    Raises:
+      CheckpointError: a missing encoder, or one whose embedding size the generators do not take.
+    """
+    encoder = load_encoder(args.encoder or dataset)
+    models = load_generators(weights, dataset=args.dataset, stage=args.stage)
+    if encoder.emb_dim != models.text_dim:
+        raise CheckpointError(f"{models.checkpoint}: the generators take {models.text_dim}-d text embeddings but the "
+                              f"text encoder of {args.encoder or dataset} gives {encoder.emb_dim}-d ones")
+    return encoder, models
