@@ -43,13 +43,22 @@ def test_sentences_from_arguments_and_file_give_one_sheet_each(tiny_models, tmp_
         assert sheet.size[0] == 256 + 21 + 2 * 256 and sheet.size[1] >= 128 + 2 * 256
 
 
-def test_same_seed_same_sheets(tiny_models, tmp_path):
+def test_seed_reaches_the_noise_and_repeats_the_sheets(tiny_models, tmp_path, monkeypatch):
+    from misc.inference import TextToImageModels
+
+    # The tiny untrained generators give nearly flat images whatever the noise, so equal sheets alone
+    # would not show that --seed is used: record the seed the noise is drawn with as well.
+    seeds = []
+    draw = TextToImageModels.sample_noise
+    monkeypatch.setattr(TextToImageModels, "sample_noise",
+                        lambda self, n, seed=0: seeds.append(seed) or draw(self, n, seed))
     sheets = []
     for name in ("a", "b"):
         run_demo(demo_args(tiny_models, tmp_path / name, "a red bird", "--num-samples", "2", "--seed", "3",
                            "--stage", "stageI"))
         sheets.append((tmp_path / name / "sentence0.jpg").read_bytes())
-    assert sheets[0] == sheets[1]  # another seed draws other noise: tests/test_inference.py
+    assert seeds == [3, 3]
+    assert sheets[0] == sheets[1]  # that another seed draws other noise: tests/test_inference.py
 
 
 def test_interpolation_strip(tiny_models, tmp_path):
