@@ -1,0 +1,157 @@
+"""How much of each shapes attribute a dataset's caption embeddings carry: a linear probe.
+
+Not a port. A generator can only follow what its text embeddings encode, so before blaming the
+GAN for ignoring, say, the shape, check that the shape can be read from the embeddings at all.
+For each attribute (shape, colour, background, size, position), a ridge-regression one-vs-rest
+classifier is fitted on the training captions that name it (embeddings standardised with the
+training mean and deviation) and scored on the training and the test captions that name it.
+
+    python -m misc.probe --data_dir Data/shapes
+
+Reads `<data_dir>/<split>/char-CNN-RNN-embeddings.pickle` (written by `make text-encoder`) and the
+captions in `text_c10/`; prints a table and writes JSON with `--json`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from misc.cli import run_cli
+from misc.datasets import EMBEDDING_FILES, _load_embeddings
+from misc.errors import DataError
+from misc.judge import ATTRIBUTES, caption_attributes
+from misc.text_encoder import load_captioned_split
+from misc.utils import atomic_write_text
+
+# Ridge penalty on the standardised embeddings; the accuracies barely move between 1 and 100.
+RIDGE = 10.0
+
+
+def fit_probe(features: np.ndarray, labels: Sequence[str], ridge: float = RIDGE) -> tuple[np.ndarray, list[str]]:
+    """Least squares on one-hot targets with an L2 penalty: weights (D + 1, K) and the K class names.
+
+    Args:
+      features: float (N, D), already standardised.
+      labels: N class names.
+      ridge: L2 penalty (the bias column is not penalised).
+    """
+    classes = sorted(set(labels))
+    x = np.concatenate([features, np.ones((len(features), 1), features.dtype)], axis=1).astype(np.float64)
+    targets = (np.asarray(labels)[:, None] == np.asarray(classes)[None, :]).astype(np.float64)
+    penalty = ridge * np.eye(x.shape[1])
+    penalty[-1, -1] = 0.0
+    weights = np.linalg.solve(x.T @ x + penalty, x.T @ targets)
+    return weights, classes
+
+
+def predict_probe(weights: np.ndarray, classes: Sequence[str], features: np.ndarray) -> np.ndarray:
+    """Class names (N,) predicted by `fit_probe`'s weights for standardised features (N, D)."""
+    x = np.concatenate([features, np.ones((len(features), 1), features.dtype)], axis=1).astype(np.float64)
+    return np.asarray(classes)[np.argmax(x @ weights, axis=1)]
+
+
+def attribute_probe(train_embeddings: np.ndarray, train_named: Sequence[dict],
+                    test_embeddings: np.ndarray, test_named: Sequence[dict],
+                    attributes: Sequence[str] = tuple(ATTRIBUTES), ridge: float = RIDGE) -> dict:
+    """Linear-probe accuracy per attribute, on the captions that name it.
+
+    Args:
+      train_embeddings, test_embeddings: float (N, D), one row per caption.
+      train_named, test_named: per caption, {attribute: value} of what it names.
+      attributes: attributes to probe.
+      ridge: L2 penalty.
+
+    Returns:
+      {attribute: {"classes", "train", "test", "train_captions", "test_captions", "majority"}}, the
+      accuracies None where no caption names the attribute; `majority` is the test accuracy of
+      always answering the most common training value (the floor to compare with).
+    """
+    mean = train_embeddings.mean(axis=0)
+    std = train_embeddings.std(axis=0) + 1e-6
+    out = {}
+    for name in attributes:
+        train_rows = [i for i, named in enumerate(train_named) if name in named]
+        test_rows = [i for i, named in enumerate(test_named) if name in named]
+        if len(set(train_named[i][name] for i in train_rows)) < 2:
+            out[name] = {"classes": 0, "train": None, "test": None, "train_captions": len(train_rows),
+                         "test_captions": len(test_rows), "majority": None}
+            continue
+        train_labels = [train_named[i][name] for i in train_rows]
+        weights, classes = fit_probe((train_embeddings[train_rows] - mean) / std, train_labels, ridge)
+        result = {"classes": len(classes), "train_captions": len(train_rows), "test_captions": len(test_rows)}
+        for split, rows, embeddings, named in (("train", train_rows, train_embeddings, train_named),
+                                               ("test", test_rows, test_embeddings, test_named)):
+            if not rows:
+                result[split] = None
+                continue
+            predicted = predict_probe(weights, classes, (embeddings[rows] - mean) / std)
+            result[split] = float(np.mean(predicted == np.array([named[i][name] for i in rows])))
+        values, counts = np.unique(train_labels, return_counts=True)
+        most_common = values[np.argmax(counts)]
+        result["majority"] = (float(np.mean([test_named[i][name] == most_common for i in test_rows]))
+                              if test_rows else None)
+        out[name] = result
+    return out
+
+
+def load_named_embeddings(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, list[dict]]:
+    """Every caption embedding of a split (N * C, D) and what each caption names.
+
+    Raises:
+      DataError: missing files, or a caption that is not a shapes caption.
+    """
+    data = load_captioned_split(data_dir, split, with_images=False)
+    path = Path(data_dir) / split / EMBEDDING_FILES["cnn-rnn"]
+    if not path.is_file():
+        raise DataError(f"{path}: embeddings not found; `make text-encoder` writes them")
+    embeddings = _load_embeddings(path, None)
+    if embeddings.shape[:2] != (len(data), len(data.captions[0])):
+        raise DataError(f"{path}: has shape {embeddings.shape}, expected ({len(data)}, "
+                        f"{len(data.captions[0])}, D) for {split}'s captions")
+    named = []
+    for filename, captions in zip(data.filenames, data.captions):
+        for k, caption in enumerate(captions):
+            try:
+                named.append(caption_attributes(caption))
+            except ValueError as err:
+                raise DataError(f"{Path(data_dir) / 'text_c10' / filename}.txt: line {k + 1}: {err}") from None
+    return embeddings.reshape(-1, embeddings.shape[-1]), named
+
+
+def format_table(result: dict) -> str:
+    lines = [f"{'attribute':<12}{'train':>8}{'test':>8}{'majority':>10}{'captions (test)':>17}"]
+    for name, r in result.items():
+        cells = [f"{r[k]:>8.3f}" if r[k] is not None else f"{'-':>8}" for k in ("train", "test")]
+        majority = f"{r['majority']:>10.3f}" if r["majority"] is not None else f"{'-':>10}"
+        lines.append(f"{name:<12}{cells[0]}{cells[1]}{majority}{r['test_captions']:>17}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m misc.probe",
+        description="Linear-probe accuracy of each shapes attribute in the caption embeddings: fitted on "
+                    "the training captions that name it, scored on the training and test captions that "
+                    "name it.")
+    parser.add_argument("--data_dir", default="Data/shapes", help="shapes dataset root (default: %(default)s)")
+    parser.add_argument("--ridge", type=float, default=RIDGE, help="L2 penalty (default: %(default)s)")
+    parser.add_argument("--json", help="also write the numbers to this JSON file")
+    args = parser.parse_args(argv)
+    if not Path(args.data_dir).is_dir():
+        raise DataError(f"{args.data_dir}: dataset folder not found (`make data` writes Data/shapes)")
+    train_x, train_named = load_named_embeddings(args.data_dir, "train")
+    test_x, test_named = load_named_embeddings(args.data_dir, "test")
+    result = attribute_probe(train_x, train_named, test_x, test_named, ridge=args.ridge)
+    print(format_table(result))
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

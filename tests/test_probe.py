@@ -1,0 +1,98 @@
+"""The linear probe of caption embeddings (misc/probe.py)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from misc import probe, shapes
+from misc.judge import caption_attributes
+from misc.pickle_io import dump_pickle
+from misc.text_encoder import load_captioned_split
+
+SHAPES = list(shapes.SHAPES)
+
+
+def _named(rng, n):
+    """n caption records: every one names a shape, half of them a size."""
+    return [{"shape": SHAPES[rng.integers(len(SHAPES))], **({"size": "small"} if i % 2 else {})}
+            for i in range(n)]
+
+
+def _encode(named, rng, dim=32, noise=0.1):
+    """Embeddings whose first len(SHAPES) dimensions one-hot the shape, the rest noise."""
+    x = rng.normal(0.0, noise, size=(len(named), dim))
+    for i, record in enumerate(named):
+        x[i, SHAPES.index(record["shape"])] += 1.0
+    return x.astype(np.float32)
+
+
+def test_probe_reads_an_encoded_attribute_and_not_a_missing_one():
+    rng = np.random.default_rng(0)
+    train, test = _named(rng, 300), _named(rng, 120)
+    result = probe.attribute_probe(_encode(train, rng), train, _encode(test, rng), test,
+                                   attributes=("shape", "size", "colour"))
+    assert result["shape"]["train"] == 1.0 and result["shape"]["test"] == 1.0
+    assert result["shape"]["classes"] == len(SHAPES)
+    assert result["shape"]["train_captions"] == 300 and result["shape"]["test_captions"] == 120
+    # One size value only: nothing to tell apart, so no accuracy.
+    assert result["size"]["train"] is None and result["size"]["train_captions"] == 150
+    # Never named.
+    assert result["colour"]["train"] is None and result["colour"]["test_captions"] == 0
+
+
+def test_probe_on_noise_is_near_the_majority_on_test():
+    rng = np.random.default_rng(1)
+    train, test = _named(rng, 600), _named(rng, 600)
+    x_train = rng.normal(size=(600, 32)).astype(np.float32)
+    x_test = rng.normal(size=(600, 32)).astype(np.float32)
+    result = probe.attribute_probe(x_train, train, x_test, test, attributes=("shape",))
+    assert result["shape"]["test"] < 0.3  # chance is 1/6
+    assert 0.1 < result["shape"]["majority"] < 0.25
+
+
+def test_fit_probe_is_least_squares_without_penalty():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(50, 4))
+    labels = ["a" if v > 0 else "b" for v in x[:, 0]]
+    weights, classes = probe.fit_probe(x, labels, ridge=0.0)
+    design = np.concatenate([x, np.ones((50, 1))], axis=1)
+    targets = np.stack([[1.0 if l == c else 0.0 for c in classes] for l in labels])
+    expected, *_ = np.linalg.lstsq(design, targets, rcond=None)
+    np.testing.assert_allclose(weights, expected, atol=1e-8)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return shapes.generate_shapes(tmp_path_factory.mktemp("data") / "shapes", seed=0, per_class=2, progress=False)
+
+
+def _write_shape_embeddings(data_dir, rng):
+    """Embeddings pickles that encode each caption's shape (as `make text-encoder` would, ideally)."""
+    for split in ("train", "test"):
+        data = load_captioned_split(data_dir, split, with_images=False)
+        named = [caption_attributes(c) for caps in data.captions for c in caps]
+        x = _encode(named, rng).reshape(len(data), len(data.captions[0]), -1)
+        dump_pickle(x, data_dir / split / "char-CNN-RNN-embeddings.pickle", protocol=2)
+
+
+def test_cli_prints_the_table_and_writes_json(dataset, tmp_path, capsys):
+    _write_shape_embeddings(dataset, np.random.default_rng(3))
+    out = tmp_path / "probe.json"
+    assert probe.main(["--data_dir", str(dataset), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split()[:3] == ["attribute", "train", "test"]
+    result = json.loads(out.read_text())
+    assert set(result) == {"shape", "colour", "background", "size", "position"}
+    assert result["shape"]["test"] == 1.0  # the test classes' shapes were never seen with their colours
+    assert result["shape"]["test_captions"] > 0
+
+
+def test_cli_missing_embeddings_is_one_line(tmp_path, capsys):
+    data_dir = shapes.generate_shapes(tmp_path / "shapes", seed=1, per_class=1, progress=False)
+    with pytest.raises(SystemExit) as exit_info:
+        probe.run_cli(probe.main, ["--data_dir", str(data_dir)])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "char-CNN-RNN-embeddings.pickle" in err and "make text-encoder" in err
