@@ -186,6 +186,8 @@ def draw_interpolation(models, encoder, first: str, second: str, out: Path, step
     for name, images in (("interpolation.jpg", stage2 if stage2 is not None else stage1),
                          ("interpolation_stageI.jpg", stage1 if stage2 is not None else None)):
         if images is None:
+            # A Stage-II run's Stage-I strip would otherwise sit beside this run's sheet as if it were its pair.
+            (out / name).unlink(missing_ok=True)
             continue
         grid = images.reshape((num_samples, steps) + images.shape[1:])
         save_image(strip_sheet(header, grid), out / name)

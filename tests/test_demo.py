@@ -70,6 +70,12 @@ def test_interpolation_strip(tiny_models, tmp_path):
         assert final.size[0] == 3 * 256 and final.size[1] > 2 * 256
         assert low.size[0] == 3 * 64 and low.size[1] > 2 * 64
     assert not list(out.glob("sentence*"))
+    # A Stage-I-only interpolation into the same folder removes the Stage-II run's Stage-I strip.
+    run_demo(demo_args(tiny_models, out, "--interpolate", "a red bird", "a blue bird", "--steps", "3",
+                       "--num-samples", "2", "--stage", "stageI"))
+    assert sorted(p.name for p in out.iterdir()) == ["interpolation.jpg"]
+    with Image.open(out / "interpolation.jpg") as final:
+        assert final.size[0] == 3 * 64
 
 
 def test_interpolation_embeddings_run_from_a_to_b():
