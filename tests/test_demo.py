@@ -103,12 +103,13 @@ def test_caption_file_errors(tmp_path):
         read_caption_file(tmp_path / "empty.txt")
 
 
-@pytest.mark.parametrize("case", ["empty captions", "no model", "no encoder", "steps"])
+@pytest.mark.parametrize("case", ["empty captions", "no model", "no encoder", "encoder size", "steps"])
 def test_user_errors_are_one_line_and_write_nothing(case, tiny_models, tmp_path, capsys):
     out = tmp_path / "out"
     args = demo_args(tiny_models, out, "a bird")
     expected = {"empty captions": "has no sentence", "no model": "make train-stage1 DATASET=birds",
-                "no encoder": "make text-encoder", "steps": "--steps must be at least 2"}[case]
+                "no encoder": "make text-encoder", "steps": "--steps must be at least 2",
+                "encoder size": "the generators take 16-d text embeddings but the text encoder of"}[case]
     if case == "empty captions":
         (tmp_path / "empty.txt").write_text("\n")
         args += ["--captions", str(tmp_path / "empty.txt")]
@@ -116,6 +117,15 @@ def test_user_errors_are_one_line_and_write_nothing(case, tiny_models, tmp_path,
         args += ["--ckt-dir", str(tmp_path / "nothing")]
     elif case == "no encoder":
         args += ["--encoder", str(tmp_path / "no_encoder")]
+    elif case == "encoder size":
+        from misc.char_cnn_rnn import CharCnnRnn
+        from misc.text_encoder import TEXT_ENCODER_FILE
+
+        small = CharCnnRnn(conv_channels=(8, 8, 8), rnn_dim=8, emb_dim=8)  # the snapshots take 16-d embeddings
+        small.build()
+        (tmp_path / "small_encoder").mkdir()
+        small.save(tmp_path / "small_encoder" / TEXT_ENCODER_FILE)
+        args += ["--encoder", str(tmp_path / "small_encoder")]
     else:
         args += ["--interpolate", "a", "b", "--steps", "1"]
     with pytest.raises(SystemExit) as exit_info:
