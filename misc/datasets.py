@@ -177,7 +177,12 @@ def _load_class_ids(path: Path) -> np.ndarray:
     return class_ids.astype(np.int64)
 
 
-def _load_embeddings(path: Path, text_dim: int | None) -> np.ndarray:
+def load_embeddings(path: Path, text_dim: int | None) -> np.ndarray:
+    """An embeddings pickle as float32 (N, C, D); 2-D (N, D) files become one caption per image.
+
+    Raises:
+      DataError: not a stack of float embeddings, or (with `text_dim`) of another size.
+    """
     try:
         embeddings = np.asarray(load_pickle(path))
     except ValueError:
@@ -253,7 +258,7 @@ def load_split(data_dir: str | os.PathLike, split: str, image_size: int,
 
     embeddings_path = split_dir / EMBEDDING_FILES[embedding_type]
     _require(embeddings_path, download)
-    embeddings = _load_embeddings(embeddings_path, text_dim)
+    embeddings = load_embeddings(embeddings_path, text_dim)
     _check_length(embeddings_path, len(embeddings), filenames_path, n, "embedding rows")
 
     images_path = split_dir / image_file_name(image_size)

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from misc.cli import run_cli
-from misc.datasets import EMBEDDING_FILES, _load_embeddings
+from misc.datasets import EMBEDDING_FILES, load_embeddings
 from misc.errors import DataError
 from misc.judge import ATTRIBUTES, caption_attributes
 from misc.text_encoder import load_captioned_split
@@ -109,7 +109,7 @@ def load_named_embeddings(data_dir: str | os.PathLike, split: str) -> tuple[np.n
     path = Path(data_dir) / split / EMBEDDING_FILES["cnn-rnn"]
     if not path.is_file():
         raise DataError(f"{path}: embeddings not found; `make text-encoder` writes them")
-    embeddings = _load_embeddings(path, None)
+    embeddings = load_embeddings(path, None)
     if embeddings.shape[:2] != (len(data), len(data.captions[0])):
         raise DataError(f"{path}: has shape {embeddings.shape}, expected ({len(data)}, "
                         f"{len(data.captions[0])}, D) for {split}'s captions")
