@@ -48,14 +48,14 @@ import_tensorflow()  # quietly, before the modules below import TensorFlow
 from misc.datasets import image_file_name  # noqa: E402
 from misc.inception import DEFAULT_VARIANT, VARIANTS, build_inception, extract  # noqa: E402
 from misc.judge import (  # noqa: E402
-    ATTRIBUTES_FILE, INPUT_SIZE, JUDGE_FILE, caption_attributes, fit_to_input, judge_images,
-    load_judge, read_attributes,
+    ATTRIBUTES_FILE, INPUT_SIZE, JUDGE_FILE, fit_to_input, judge_images, load_judge, read_attributes,
 )
 from misc.metrics import (  # noqa: E402
     IS_SPLITS, R_PRECISION_CANDIDATES, feature_statistics, frechet_distance, inception_score, r_precision,
     sample_diversity, softmax_known_classes,
 )
 from misc.pickle_io import load_pickle  # noqa: E402
+from misc.shapes import caption_attributes  # noqa: E402
 from misc.text_encoder import (  # noqa: E402
     IMAGE_ENCODER_FILE, TEXT_ENCODER_FILE, caption_path, center_crop, embed_images, embed_sentences,
     load_captioned_split, load_image_encoder, load_text_encoder,

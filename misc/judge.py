@@ -5,7 +5,6 @@ Not a port. The original scored its samples with an Inception-v3 fine-tuned on t
 (`<split>/attributes.json`, see `misc.shapes`), so a classifier trained on the real training images
 can tell whether a generated image shows what its caption asks for. `misc.evaluate` uses it.
 
-* `caption_attributes` reads back which attributes a shapes caption names, and their values;
 * `ShapesJudge` is the network: four 3x3 convolutions with batch norm, ReLU and a 2x2 max pool
   each (64 -> 4 pixels; `channels` x1, x2, x4, x8), a dense layer of `feature_dim` ReLU units (the
   features in which `misc.evaluate` measures a Frechet distance), and one linear head per
@@ -24,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Sequence
@@ -73,51 +71,6 @@ MAKE_IT = ("train it with `python -m misc.judge --data_dir DATA_DIR --out {out}`
 # --------------------------------------------------------------------------------------------
 # What a caption names
 # --------------------------------------------------------------------------------------------
-
-def _lookup(table: dict[str, tuple[str, ...]]) -> dict[str, str]:
-    return {word: value for value, words in table.items() for word in words}
-
-
-_COLOUR_WORDS = _lookup(shapes.COLOUR_WORDS)
-_OTHER_WORDS = {"shape": _lookup(shapes.SHAPE_WORDS), "size": _lookup(shapes.SIZE_WORDS),
-                "position": _lookup(shapes.POSITION_WORDS)}
-
-
-def caption_attributes(caption: str | bytes) -> dict[str, str]:
-    """The attributes a shapes caption names, with the value it names for each.
-
-    Reads the caption with the vocabulary of `misc.shapes` (its README lists it), which never uses
-    a word of one value for another value of the same attribute: a colour word right before
-    'background'/'backdrop' or right after 'background is' names the background, every other
-    colour word the shape's colour; the shape, size and position words are unambiguous.
-
-    Args:
-      caption: one caption (str, or UTF-8 bytes as `load_captioned_split` reads them).
-
-    Returns:
-      {attribute: value} for the attributes named, e.g. {'shape': 'star', 'colour': 'red'};
-      attributes in `ATTRIBUTES` order.
-
-    Raises:
-      ValueError: the caption names two values of one attribute (not a shapes caption).
-    """
-    text = caption.decode("utf-8", "replace") if isinstance(caption, bytes) else caption
-    words = re.findall(r"[a-z]+", text.lower())
-    named: dict[str, set[str]] = {name: set() for name in ATTRIBUTES}
-    for i, word in enumerate(words):
-        if word in _COLOUR_WORDS:
-            after = words[i + 1] if i + 1 < len(words) else ""
-            about_background = after in shapes.BACKGROUND_WORDS or (
-                i >= 2 and words[i - 1] == "is" and words[i - 2] in shapes.BACKGROUND_WORDS)
-            named["background" if about_background else "colour"].add(_COLOUR_WORDS[word])
-        for name, table in _OTHER_WORDS.items():
-            if word in table:
-                named[name].add(table[word])
-    clashes = {name: sorted(values) for name, values in named.items() if len(values) > 1}
-    if clashes:
-        raise ValueError(f"caption {text!r} names several values of one attribute: {clashes}")
-    return {name: values.pop() for name, values in named.items() if values}
-
 
 # --------------------------------------------------------------------------------------------
 # Data

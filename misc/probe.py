@@ -24,7 +24,7 @@ import numpy as np
 from misc.cli import run_cli
 from misc.datasets import EMBEDDING_FILES, load_embeddings
 from misc.errors import DataError
-from misc.judge import ATTRIBUTES, caption_attributes
+from misc.shapes import ATTRIBUTE_NAMES, caption_attributes
 from misc.text_encoder import load_captioned_split
 from misc.utils import atomic_write_text
 
@@ -57,7 +57,7 @@ def predict_probe(weights: np.ndarray, classes: Sequence[str], features: np.ndar
 
 def attribute_probe(train_embeddings: np.ndarray, train_named: Sequence[dict],
                     test_embeddings: np.ndarray, test_named: Sequence[dict],
-                    attributes: Sequence[str] = tuple(ATTRIBUTES), ridge: float = RIDGE) -> dict:
+                    attributes: Sequence[str] = ATTRIBUTE_NAMES, ridge: float = RIDGE) -> dict:
     """Linear-probe accuracy per attribute, on the captions that name it.
 
     Args:

@@ -402,6 +402,56 @@ def make_captions(attrs: dict[str, Any], rng: np.random.Generator, n: int = NUM_
     return [_caption(attrs, mention, rng) for mention in chosen]
 
 
+# ---- reading captions back ---------------------------------------------------------------------------
+
+# The attributes a caption can name, in the order `caption_attributes` returns them.
+ATTRIBUTE_NAMES = ("shape", "colour", "background", "size", "position")
+
+
+def _lookup(table: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    return {word: value for value, words in table.items() for word in words}
+
+
+_COLOUR_LOOKUP = _lookup(COLOUR_WORDS)
+_OTHER_LOOKUPS = {"shape": _lookup(SHAPE_WORDS), "size": _lookup(SIZE_WORDS), "position": _lookup(POSITION_WORDS)}
+
+
+def caption_attributes(caption: str | bytes) -> dict[str, str]:
+    """The attributes a shapes caption names, with the value it names for each.
+
+    Reads the caption with the vocabulary above (the dataset's README lists it), which never uses
+    a word of one value for another value of the same attribute: a colour word right before
+    'background'/'backdrop' or right after 'background is' names the background, every other
+    colour word the shape's colour; the shape, size and position words are unambiguous.
+
+    Args:
+      caption: one caption (str, or UTF-8 bytes as `load_captioned_split` reads them).
+
+    Returns:
+      {attribute: value} for the attributes named, e.g. {'shape': 'star', 'colour': 'red'};
+      attributes in `ATTRIBUTE_NAMES` order.
+
+    Raises:
+      ValueError: the caption names two values of one attribute (not a shapes caption).
+    """
+    text = caption.decode("utf-8", "replace") if isinstance(caption, bytes) else caption
+    words = re.findall(r"[a-z]+", text.lower())
+    named: dict[str, set[str]] = {name: set() for name in ATTRIBUTE_NAMES}
+    for i, word in enumerate(words):
+        if word in _COLOUR_LOOKUP:
+            after = words[i + 1] if i + 1 < len(words) else ""
+            about_background = after in BACKGROUND_WORDS or (
+                i >= 2 and words[i - 1] == "is" and words[i - 2] in BACKGROUND_WORDS)
+            named["background" if about_background else "colour"].add(_COLOUR_LOOKUP[word])
+        for name, table in _OTHER_LOOKUPS.items():
+            if word in table:
+                named[name].add(table[word])
+    clashes = {name: sorted(values) for name, values in named.items() if len(values) > 1}
+    if clashes:
+        raise ValueError(f"caption {text!r} names several values of one attribute: {clashes}")
+    return {name: values.pop() for name, values in named.items() if values}
+
+
 # ---- writing the dataset ----------------------------------------------------------------------------
 
 _README = """# The `shapes` dataset

@@ -12,7 +12,7 @@ from misc import shapes
 from misc.cli import run_cli
 from misc.errors import CheckpointError, DataError
 from misc.judge import (
-    ATTRIBUTES, DONE_FILE, JUDGE_FILE, OPTIONS_FILE, ShapesJudge, attribute_labels, caption_attributes,
+    ATTRIBUTES, DONE_FILE, JUDGE_FILE, OPTIONS_FILE, ShapesJudge, attribute_labels,
     fit_to_input, judge_images, load_judge, read_attributes, recolour, train_judge,
 )
 from misc.text_encoder import images_to_float, load_captioned_split
@@ -34,44 +34,13 @@ def trained(dataset, tmp_path_factory):
     return out, summary
 
 
-# --- what a caption names ----------------------------------------------------------------------
-
-def test_caption_attributes_of_hand_written_captions():
-    assert caption_attributes("A tiny green disk is shown on the right-hand side against a purple background.") == {
-        "shape": "circle", "colour": "green", "background": "purple", "size": "small", "position": "right"}
-    assert caption_attributes(b"The background is blue and there is a star.") == {
-        "shape": "star", "background": "blue"}
-    assert caption_attributes("A plus sign. It is coloured violet and medium in size.") == {
-        "shape": "cross", "colour": "purple", "size": "medium"}
-    assert caption_attributes("Over a white backdrop, a rhombus in the upper part.") == {
-        "shape": "diamond", "background": "white", "position": "top"}
-    with pytest.raises(ValueError, match="several values"):
-        caption_attributes("A red square and a blue square on the left.")
-
-
-def test_caption_attributes_are_exactly_what_the_generator_chose(monkeypatch):
-    """Every caption names the shape plus exactly the subset `misc.shapes` decided to mention."""
-    chosen = []
-    original = shapes._caption
-
-    def recording(attrs, mention, rng):
-        caption = original(attrs, mention, rng)
-        chosen.append((attrs, mention, caption))
-        return caption
-
-    monkeypatch.setattr(shapes, "_caption", recording)
-    rng = np.random.default_rng(5)
-    for k in range(300):
-        attrs = shapes.sample_attributes(shapes.SHAPES[k % 6], list(shapes.PALETTE)[k % 8], rng)
-        shapes.make_captions(attrs, rng)
-    assert len(chosen) == 3000
-    for attrs, mention, caption in chosen:
-        named = caption_attributes(caption)
-        assert set(named) == {"shape"} | set(mention), caption
-        assert all(attrs[name] == value for name, value in named.items()), caption
-
-
 # --- data --------------------------------------------------------------------------------------
+
+def test_judge_heads_are_the_attributes_captions_name():
+    # Scores compare a head's reading with what `shapes.caption_attributes` says the caption names.
+    assert tuple(ATTRIBUTES) == shapes.ATTRIBUTE_NAMES
+    assert {name: len(values) for name, values in ATTRIBUTES.items()} == HEAD_SIZES
+
 
 def test_read_attributes_and_labels(dataset):
     data = load_captioned_split(dataset, "test", with_images=False)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from misc import probe, shapes
-from misc.judge import caption_attributes
 from misc.pickle_io import dump_pickle
+from misc.shapes import caption_attributes
 from misc.text_encoder import load_captioned_split
 
 SHAPES = list(shapes.SHAPES)

@@ -39,36 +39,6 @@ def _captions(root: Path, filename: str) -> list[str]:
     return (root / "text_c10" / f"{filename}.txt").read_text().splitlines()
 
 
-def _lookup(table: dict[str, tuple[str, ...]]) -> dict[str, str]:
-    return {word: value for value, words in table.items() for word in words}
-
-
-_COLOUR = _lookup(shapes.COLOUR_WORDS)
-_SHAPE = _lookup(shapes.SHAPE_WORDS)
-_SIZE = _lookup(shapes.SIZE_WORDS)
-_POSITION = _lookup(shapes.POSITION_WORDS)
-
-
-def parse_caption(caption: str) -> dict[str, set[str]]:
-    """What a caption says, by the vocabulary of `misc.shapes`: attribute -> set of values named.
-
-    A colour word right before 'background'/'backdrop' or right after 'background is' names the
-    background; every other colour word names the shape's colour.
-    """
-    words = re.findall(r"[a-z]+", caption.lower())
-    said: dict[str, set[str]] = {k: set() for k in ("shape", "colour", "background", "size", "position")}
-    for i, word in enumerate(words):
-        if word in _COLOUR:
-            after = words[i + 1] if i + 1 < len(words) else ""
-            about_background = after in shapes.BACKGROUND_WORDS or (
-                i >= 2 and words[i - 1] == "is" and words[i - 2] in shapes.BACKGROUND_WORDS)
-            said["background" if about_background else "colour"].add(_COLOUR[word])
-        for key, table in (("shape", _SHAPE), ("size", _SIZE), ("position", _POSITION)):
-            if word in table:
-                said[key].add(table[word])
-    return said
-
-
 def _check_captions(attrs: dict, captions: list[str]) -> None:
     assert len(captions) == shapes.NUM_CAPTIONS
     mentioned = []
@@ -77,11 +47,11 @@ def _check_captions(attrs: dict, captions: list[str]) -> None:
         assert caption[0].isupper() and caption.endswith("."), caption
         # Only characters of the char-CNN-RNN alphabet (after lower-casing) [10.1].
         assert re.fullmatch(r"[A-Za-z ,.'-]+", caption), caption
-        said = parse_caption(caption)
-        assert said["shape"] == {attrs["shape"]}, caption
-        for key in ("colour", "background", "size", "position"):
-            assert said[key] <= {attrs[key]}, (key, attrs, caption)
-        mentioned.append(frozenset(k for k in ("colour", "background", "size", "position") if said[k]))
+        named = shapes.caption_attributes(caption)  # raises if two values of one attribute are named
+        assert named.get("shape") == attrs["shape"], caption
+        for key, value in named.items():
+            assert value == attrs[key], (key, attrs, caption)
+        mentioned.append(frozenset(named) - {"shape"})
     assert len(set(mentioned)) == len(captions), ("captions mention repeated subsets", captions)
     assert any("colour" in m for m in mentioned)
 
@@ -200,7 +170,7 @@ def test_pixels_match_captions(dataset):
         for record, image, small in zip(_records(dataset, split), images, low):
             named = set()
             for caption in _captions(dataset, record["filename"]):
-                named |= parse_caption(caption)["colour"]
+                named |= {shapes.caption_attributes(caption).get("colour")} - {None}
             assert named == {record["colour"]}
             x, y = (np.asarray(record["center"]) * 304).astype(int)
             patch = image[y - 3:y + 4, x - 3:x + 4].reshape(-1, 3).astype(int)
@@ -343,3 +313,40 @@ def test_cli_user_error_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: Data/shapes: exists and is not a shapes dataset")
     assert "Traceback" not in result.stderr
+
+
+# --- reading captions back ---------------------------------------------------------------------
+
+def test_caption_attributes_of_hand_written_captions():
+    assert shapes.caption_attributes("A tiny green disk is shown on the right-hand side against a purple background.") == {
+        "shape": "circle", "colour": "green", "background": "purple", "size": "small", "position": "right"}
+    assert shapes.caption_attributes(b"The background is blue and there is a star.") == {
+        "shape": "star", "background": "blue"}
+    assert shapes.caption_attributes("A plus sign. It is coloured violet and medium in size.") == {
+        "shape": "cross", "colour": "purple", "size": "medium"}
+    assert shapes.caption_attributes("Over a white backdrop, a rhombus in the upper part.") == {
+        "shape": "diamond", "background": "white", "position": "top"}
+    with pytest.raises(ValueError, match="several values"):
+        shapes.caption_attributes("A red square and a blue square on the left.")
+
+
+def test_caption_attributes_are_exactly_what_the_generator_chose(monkeypatch):
+    """Every caption names the shape plus exactly the subset `misc.shapes` decided to mention."""
+    chosen = []
+    original = shapes._caption
+
+    def recording(attrs, mention, rng):
+        caption = original(attrs, mention, rng)
+        chosen.append((attrs, mention, caption))
+        return caption
+
+    monkeypatch.setattr(shapes, "_caption", recording)
+    rng = np.random.default_rng(5)
+    for k in range(300):
+        attrs = shapes.sample_attributes(shapes.SHAPES[k % 6], list(shapes.PALETTE)[k % 8], rng)
+        shapes.make_captions(attrs, rng)
+    assert len(chosen) == 3000
+    for attrs, mention, caption in chosen:
+        named = shapes.caption_attributes(caption)
+        assert set(named) == {"shape"} | set(mention), caption
+        assert all(attrs[name] == value for name, value in named.items()), caption
