@@ -10,6 +10,13 @@ training mean and deviation) and scored on the training and the test captions th
 
 Reads `<data_dir>/<split>/char-CNN-RNN-embeddings.pickle` (written by `make text-encoder`) and the
 captions in `text_c10/`; prints a table and writes JSON with `--json`.
+
+`--write-oracle DIR` writes the other end of the scale: a copy of the dataset (its other files
+linked, not copied) whose embeddings are "oracle" embeddings, each caption's named attributes as
+one-hot blocks under a fixed random projection to 1024 dimensions (every attribute probes at 1.0).
+Training the GAN on it (`--data_dir DIR`) shows what the GAN learns when the text side is perfect.
+
+    python -m misc.probe --data_dir Data/shapes --write-oracle Data/shapes_oracle
 """
 from __future__ import annotations
 
@@ -24,12 +31,21 @@ import numpy as np
 from misc.cli import run_cli
 from misc.datasets import EMBEDDING_FILES, load_embeddings
 from misc.errors import DataError
-from misc.shapes import ATTRIBUTE_NAMES, caption_attributes
+from misc.pickle_io import dump_pickle
+from misc.shapes import ATTRIBUTE_NAMES, PALETTE, POSITIONS, SHAPES, SIZES, caption_attributes
 from misc.text_encoder import load_captioned_split
-from misc.utils import atomic_write_text
+from misc.utils import atomic_write_text, mkdir_p
 
 # Ridge penalty on the standardised embeddings; the accuracies barely move between 1 and 100.
 RIDGE = 10.0
+
+# Oracle embeddings: the values of each attribute, in `ATTRIBUTE_NAMES` order, one-hot.
+ORACLE_VALUES = {"shape": SHAPES, "colour": tuple(PALETTE), "background": tuple(PALETTE),
+                 "size": tuple(SIZES), "position": POSITIONS}
+# Entries of the projection ~ N(0, ORACLE_SCALE^2): about the per-dimension spread (0.16) of the
+# embeddings `make text-encoder` writes, so the GAN sees inputs of the usual size.
+ORACLE_SCALE = 0.09
+ORACLE_DIM = 1024
 
 
 def fit_probe(features: np.ndarray, labels: Sequence[str], ridge: float = RIDGE) -> tuple[np.ndarray, list[str]]:
@@ -123,6 +139,62 @@ def load_named_embeddings(data_dir: str | os.PathLike, split: str) -> tuple[np.n
     return embeddings.reshape(-1, embeddings.shape[-1]), named
 
 
+def oracle_embeddings(named: Sequence[dict], dim: int = ORACLE_DIM, seed: int = 0,
+                      scale: float = ORACLE_SCALE) -> np.ndarray:
+    """Embeddings that hold exactly what each caption names: float32 (N, dim).
+
+    Each caption's named attributes become one-hot blocks (one per attribute, zero where the
+    caption does not name it; the blocks of `ORACLE_VALUES`, 30 values in all), mapped to `dim`
+    dimensions by one fixed random matrix with N(0, scale^2) entries drawn from `seed`.
+    """
+    sizes = [len(values) for values in ORACLE_VALUES.values()]
+    offsets = dict(zip(ORACLE_VALUES, np.cumsum([0] + sizes[:-1])))
+    codes = np.zeros((len(named), sum(sizes)), np.float32)
+    for i, record in enumerate(named):
+        for name, value in record.items():
+            codes[i, offsets[name] + ORACLE_VALUES[name].index(value)] = 1.0
+    projection = scale * np.random.default_rng(seed).standard_normal((sum(sizes), dim))
+    return codes @ projection.astype(np.float32)
+
+
+def write_oracle_dataset(data_dir: str | os.PathLike, out: str | os.PathLike, seed: int = 0) -> Path:
+    """A dataset folder like `data_dir` whose embeddings pickles are `oracle_embeddings`.
+
+    Every other file and folder of `data_dir` (and of its `train/`, `test/`) is a symbolic link to
+    the original; the two embeddings pickles (N, 10, 1024) are written atomically.
+
+    Raises:
+      DataError: `data_dir` lacks a split or a caption, or a caption is not a shapes caption.
+    """
+    data_dir, out = Path(data_dir).resolve(), Path(out)
+    if out.resolve() == data_dir:
+        raise DataError(f"{out}: is the dataset itself; the oracle copy needs a folder of its own")
+    splits = {}
+    for split in ("train", "test"):  # everything read before anything is written
+        data = load_captioned_split(data_dir, split, with_images=False)
+        named = []
+        for filename, captions in zip(data.filenames, data.captions):
+            for k, caption in enumerate(captions):
+                try:
+                    named.append(caption_attributes(caption))
+                except ValueError as err:
+                    raise DataError(f"{data_dir / 'text_c10' / filename}.txt: line {k + 1}: {err}") from None
+        splits[split] = oracle_embeddings(named, seed=seed).reshape(len(data), len(data.captions[0]), -1)
+    embeddings_file = EMBEDDING_FILES["cnn-rnn"]
+    for folder in (Path(), Path("train"), Path("test")):
+        mkdir_p(out / folder)
+        for item in (data_dir / folder).iterdir():
+            link = out / folder / item.name
+            if (folder == Path() and item.name in ("train", "test")) or item.name == embeddings_file:
+                continue
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(item)
+    for split, embeddings in splits.items():
+        dump_pickle(embeddings, out / split / embeddings_file, protocol=2)
+    return out
+
+
 def format_table(result: dict) -> str:
     lines = [f"{'attribute':<12}{'train':>8}{'test':>8}{'majority':>10}{'captions (test)':>17}"]
     for name, r in result.items():
@@ -141,9 +213,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data_dir", default="Data/shapes", help="shapes dataset root (default: %(default)s)")
     parser.add_argument("--ridge", type=float, default=RIDGE, help="L2 penalty (default: %(default)s)")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
+    parser.add_argument("--write-oracle", metavar="DIR",
+                        help="instead, write a copy of the dataset into DIR (other files linked) whose "
+                             "embeddings hold exactly the attributes each caption names")
     args = parser.parse_args(argv)
     if not Path(args.data_dir).is_dir():
         raise DataError(f"{args.data_dir}: dataset folder not found (`make data` writes Data/shapes)")
+    if args.write_oracle:
+        out = write_oracle_dataset(args.data_dir, args.write_oracle)
+        print(f"oracle embeddings: {out}/{{train,test}}/{EMBEDDING_FILES['cnn-rnn']} "
+              f"(train a GAN on them with --data_dir {out})")
+        return 0
     train_x, train_named = load_named_embeddings(args.data_dir, "train")
     test_x, test_named = load_named_embeddings(args.data_dir, "test")
     result = attribute_probe(train_x, train_named, test_x, test_named, ridge=args.ridge)

@@ -96,3 +96,39 @@ def test_cli_missing_embeddings_is_one_line(tmp_path, capsys):
     assert exit_info.value.code != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "char-CNN-RNN-embeddings.pickle" in err and "make text-encoder" in err
+
+
+def test_oracle_embeddings_hold_exactly_what_is_named():
+    named = [{"shape": "star", "colour": "red"}, {"shape": "star"}, {"shape": "circle", "colour": "red"}, {}]
+    x = probe.oracle_embeddings(named, dim=64)
+    assert x.shape == (4, 64) and x.dtype == np.float32
+    np.testing.assert_allclose(x[3], 0.0)  # names nothing
+    np.testing.assert_allclose(x[0] - x[1], x[2] - probe.oracle_embeddings([{"shape": "circle"}], dim=64)[0],
+                               atol=1e-6)  # "red" adds the same vector to any shape
+    np.testing.assert_array_equal(x, probe.oracle_embeddings(named, dim=64))  # fixed projection
+
+
+def test_write_oracle_makes_a_dataset_the_loader_reads_and_the_probe_reads_perfectly(dataset, tmp_path, capsys):
+    from misc.datasets import load_split
+
+    out = tmp_path / "oracle"
+    assert probe.main(["--data_dir", str(dataset), "--write-oracle", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    assert (out / "train" / "76images.pickle").is_symlink() and (out / "text_c10").is_symlink()
+    assert not (out / "train" / "char-CNN-RNN-embeddings.pickle").is_symlink()
+    split = load_split(out, "train", 76, "cnn-rnn", 1024)  # the GAN's own loader
+    assert split.embeddings.shape[1:] == (10, 1024)
+    x_train, named_train = probe.load_named_embeddings(out, "train")
+    x_test, named_test = probe.load_named_embeddings(out, "test")
+    result = probe.attribute_probe(x_train, named_train, x_test, named_test)
+    assert all(r["test"] == 1.0 for r in result.values() if r["test"] is not None)
+    # Written again over itself: the links are replaced, nothing breaks.
+    assert probe.main(["--data_dir", str(dataset), "--write-oracle", str(out)]) == 0
+
+
+def test_write_oracle_refuses_to_overwrite_the_dataset(dataset, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        probe.run_cli(probe.main, ["--data_dir", str(dataset), "--write-oracle", str(dataset)])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "folder of its own" in err
