@@ -17,6 +17,13 @@ one-hot blocks under a fixed random projection to 1024 dimensions (every attribu
 Training the GAN on it (`--data_dir DIR`) shows what the GAN learns when the text side is perfect.
 
     python -m misc.probe --data_dir Data/shapes --write-oracle Data/shapes_oracle
+
+`--discriminator RUN` asks a trained Stage-I discriminator which attributes it checks: real images
+are scored with a caption of their true attributes, then with the caption changed in one attribute,
+and the mean drop of the logit is reported per attribute (`--oracle` for a run trained on oracle
+embeddings, else the captions are embedded by `--encoder`).
+
+    python -m misc.probe --discriminator ckt_logs/shapes/stageI_<time> --data_dir Data/shapes
 """
 from __future__ import annotations
 
@@ -195,6 +202,86 @@ def write_oracle_dataset(data_dir: str | os.PathLike, out: str | os.PathLike, se
     return out
 
 
+def full_caption(record: dict) -> str:
+    """One caption naming all five attributes of an image record, e.g.
+    'a small red star at the left on a blue background'."""
+    place = "in the centre" if record["position"] == "centre" else f"at the {record['position']}"
+    return f"a {record['size']} {record['colour']} {record['shape']} {place} on a {record['background']} background"
+
+
+def changed_record(record: dict, name: str, rng: np.random.Generator) -> dict:
+    """`record` with attribute `name` set to another random value (a colour never equal to the other colour)."""
+    other = {"colour": record["background"], "background": record["colour"]}.get(name)
+    choices = [v for v in ORACLE_VALUES[name] if v != record[name] and v != other]
+    return {**record, name: choices[rng.integers(len(choices))]}
+
+
+def discriminator_probe(discriminator, images: np.ndarray, records: Sequence[dict], embed,
+                        attributes: Sequence[str] = ATTRIBUTE_NAMES, seed: int = 0) -> dict:
+    """Mean drop of a discriminator's logit on real images when their caption names one wrong value.
+
+    Args:
+      discriminator: a Stage-I discriminator, called as `((images, embeddings), training=True)` (the
+        original always ran D with batch statistics).
+      images: float32 (N, 64, 64, 3) in [-1, 1].
+      records: the images' attributes (all five).
+      embed: list of captions -> float32 (N, D) embeddings.
+      attributes: the attributes to change, one at a time.
+      seed: seeds the replacement values.
+
+    Returns:
+      {"true": mean logit with the true caption, attribute: mean (true - changed) logit}.
+    """
+    rng = np.random.default_rng(seed)
+
+    def logits(recs):
+        out = discriminator((images, embed([full_caption(r) for r in recs])), training=True)
+        return np.asarray(out, dtype=np.float64)
+
+    true = logits(records)
+    result = {"true": float(true.mean())}
+    for name in attributes:
+        result[name] = float((true - logits([changed_record(r, name, rng) for r in records])).mean())
+    return result
+
+
+def _discriminator_probe_cli(args) -> int:
+    from misc.checkpoint import load_checkpoint, read_metadata, resolve_checkpoint
+    from misc.inference import load_run_config
+    from misc.judge import read_attributes
+    from misc.text_encoder import center_crop, images_to_float, load_text_encoder, embed_sentences
+    from stageI.trainer import build_gan
+
+    weights = resolve_checkpoint(args.discriminator)
+    if read_metadata(weights).get("stage") != "stageI":
+        raise DataError(f"{weights}: not a Stage-I snapshot; --discriminator probes Stage-I's discriminator")
+    if args.oracle:
+        def embed(sentences):
+            return oracle_embeddings([caption_attributes(c) for c in sentences])
+    else:
+        encoder = load_text_encoder(args.encoder)
+
+        def embed(sentences):
+            return embed_sentences(encoder, sentences, progress=False)
+    gan = build_gan(load_run_config(weights))
+    load_checkpoint(gan, weights, stage="stageI")
+    print(f"discriminator of {weights}; text {'oracle embeddings' if args.oracle else 'from ' + str(args.encoder)}")
+    print(f"{'split':<8}{'logit, true caption':>21}" + "".join(f"{name:>12}" for name in ATTRIBUTE_NAMES))
+    result = {}
+    for split in ("train", "test"):
+        data = load_captioned_split(args.data_dir, split)
+        count = min(args.images, len(data))
+        images = images_to_float(center_crop(data.images[:count]))
+        records = read_attributes(args.data_dir, split, data.filenames[:count])
+        result[split] = discriminator_probe(gan.discriminator, images, records, embed)
+        print(f"{split:<8}{result[split]['true']:>21.2f}" + "".join(f"{result[split][n]:>12.2f}"
+                                                                   for n in ATTRIBUTE_NAMES))
+    print("(mean drop of the logit when the caption names a wrong value of the attribute)")
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def format_table(result: dict) -> str:
     lines = [f"{'attribute':<12}{'train':>8}{'test':>8}{'majority':>10}{'captions (test)':>17}"]
     for name, r in result.items():
@@ -216,9 +303,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write-oracle", metavar="DIR",
                         help="instead, write a copy of the dataset into DIR (other files linked) whose "
                              "embeddings hold exactly the attributes each caption names")
+    parser.add_argument("--discriminator", metavar="RUN",
+                        help="instead, probe the discriminator of this Stage-I run folder or snapshot: the drop "
+                             "of its logit on real images when the caption names one wrong attribute value")
+    parser.add_argument("--oracle", action="store_true",
+                        help="with --discriminator: the run was trained on --write-oracle embeddings")
+    parser.add_argument("--encoder", default="models/shapes/text_encoder",
+                        help="with --discriminator: the text encoder of the run (default: %(default)s)")
+    parser.add_argument("--images", type=int, default=512,
+                        help="with --discriminator: real images per split (default: %(default)s)")
     args = parser.parse_args(argv)
     if not Path(args.data_dir).is_dir():
         raise DataError(f"{args.data_dir}: dataset folder not found (`make data` writes Data/shapes)")
+    if args.discriminator:
+        return _discriminator_probe_cli(args)
     if args.write_oracle:
         out = write_oracle_dataset(args.data_dir, args.write_oracle)
         print(f"oracle embeddings: {out}/{{train,test}}/{EMBEDDING_FILES['cnn-rnn']} "

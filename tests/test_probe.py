@@ -132,3 +132,52 @@ def test_write_oracle_refuses_to_overwrite_the_dataset(dataset, capsys):
     assert exit_info.value.code != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "folder of its own" in err
+
+
+def test_full_caption_names_all_five_attributes_and_changed_record_changes_one():
+    rng = np.random.default_rng(0)
+    record = {"shape": "star", "colour": "red", "background": "blue", "size": "small", "position": "centre"}
+    assert caption_attributes(probe.full_caption(record)) == record
+    for name in probe.ORACLE_VALUES:
+        for _ in range(20):
+            changed = probe.changed_record(record, name, rng)
+            assert caption_attributes(probe.full_caption(changed)) == changed
+            assert [k for k in record if changed[k] != record[k]] == [name]
+            assert changed["colour"] != changed["background"]
+
+
+def test_discriminator_probe_measures_what_the_discriminator_reads():
+    """A discriminator that reads only the shape out of oracle embeddings drops only for the shape."""
+    projection = np.concatenate([probe.oracle_embeddings([{name: value} for value in values])
+                                 for name, values in probe.ORACLE_VALUES.items()])  # (30, 1024)
+    decode = np.linalg.pinv(projection)  # embeddings -> the one-hot codes
+    records = [{"shape": SHAPES[i % 6], "colour": "red", "background": "blue", "size": "small",
+                "position": "left"} for i in range(12)]
+    images = np.zeros((12, 64, 64, 3), np.float32)
+    true_shape = np.array([SHAPES.index(r["shape"]) for r in records])
+
+    def discriminator(inputs, training):
+        _, embeddings = inputs
+        codes = embeddings @ decode
+        return codes[np.arange(len(codes)), true_shape]  # 1 when the text names the image's shape, else 0
+
+    def embed(captions):
+        return probe.oracle_embeddings([caption_attributes(c) for c in captions])
+
+    result = probe.discriminator_probe(discriminator, images, records, embed)
+    assert result["true"] == pytest.approx(1.0, abs=1e-4) and result["shape"] == pytest.approx(1.0, abs=1e-4)
+    assert all(abs(result[name]) < 1e-4 for name in ("colour", "background", "size", "position"))
+
+
+def test_discriminator_cli_on_a_real_snapshot(dataset, tiny_models, tmp_path, capsys):
+    out = tmp_path / "d.json"
+    assert probe.main(["--discriminator", str(tiny_models["stage1"]), "--encoder", str(tiny_models["encoder"]),
+                       "--data_dir", str(dataset), "--images", "8", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "mean drop of the logit" in printed
+    result = json.loads(out.read_text())
+    assert set(result) == {"train", "test"} and set(result["train"]) == {"true", *probe.ORACLE_VALUES}
+    with pytest.raises(SystemExit) as exit_info:
+        probe.run_cli(probe.main, ["--discriminator", str(tiny_models["stage2"]), "--data_dir", str(dataset)])
+    assert exit_info.value.code != 0
+    assert "not a Stage-I snapshot" in capsys.readouterr().err
