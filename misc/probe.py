@@ -252,6 +252,8 @@ def _discriminator_probe_cli(args) -> int:
     from misc.text_encoder import center_crop, images_to_float, load_text_encoder, embed_sentences
     from stageI.trainer import build_gan
 
+    if args.images < 1:
+        raise DataError(f"--images {args.images}: give at least 1 real image per split")
     weights = resolve_checkpoint(args.discriminator)
     if read_metadata(weights).get("stage") != "stageI":
         raise DataError(f"{weights}: not a Stage-I snapshot; --discriminator probes Stage-I's discriminator")

@@ -181,3 +181,7 @@ def test_discriminator_cli_on_a_real_snapshot(dataset, tiny_models, tmp_path, ca
         probe.run_cli(probe.main, ["--discriminator", str(tiny_models["stage2"]), "--data_dir", str(dataset)])
     assert exit_info.value.code != 0
     assert "not a Stage-I snapshot" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        probe.run_cli(probe.main, ["--discriminator", str(tiny_models["stage1"]), "--data_dir", str(dataset),
+                                   "--images", "0"])
+    assert "at least 1 real image" in capsys.readouterr().err
