@@ -38,17 +38,16 @@ import numpy as np
 from misc.cli import run_cli
 from misc.datasets import EMBEDDING_FILES, load_embeddings
 from misc.errors import DataError
+from misc.judge import ATTRIBUTES, read_attributes
 from misc.pickle_io import dump_pickle
-from misc.shapes import ATTRIBUTE_NAMES, PALETTE, POSITIONS, SHAPES, SIZES, caption_attributes
-from misc.text_encoder import load_captioned_split
+from misc.shapes import ATTRIBUTE_NAMES, caption_attributes
+from misc.text_encoder import center_crop, embed_sentences, images_to_float, load_captioned_split, load_text_encoder
 from misc.utils import atomic_write_text, mkdir_p
 
 # Ridge penalty on the standardised embeddings; the accuracies barely move between 1 and 100.
 RIDGE = 10.0
 
-# Oracle embeddings: the values of each attribute, in `ATTRIBUTE_NAMES` order, one-hot.
-ORACLE_VALUES = {"shape": SHAPES, "colour": tuple(PALETTE), "background": tuple(PALETTE),
-                 "size": tuple(SIZES), "position": POSITIONS}
+# Oracle embeddings one-hot the values of each attribute of `misc.judge.ATTRIBUTES`, in its order.
 # Entries of the projection ~ N(0, ORACLE_SCALE^2): about the per-dimension spread (0.16) of the
 # embeddings `make text-encoder` writes, so the GAN sees inputs of the usual size.
 ORACLE_SCALE = 0.09
@@ -136,6 +135,15 @@ def load_named_embeddings(data_dir: str | os.PathLike, split: str) -> tuple[np.n
     if embeddings.shape[:2] != (len(data), len(data.captions[0])):
         raise DataError(f"{path}: has shape {embeddings.shape}, expected ({len(data)}, "
                         f"{len(data.captions[0])}, D) for {split}'s captions")
+    return embeddings.reshape(-1, embeddings.shape[-1]), named_captions(data_dir, data)
+
+
+def named_captions(data_dir: str | os.PathLike, data) -> list[dict]:
+    """What each caption of a `CaptionedSplit` names, captions in order (image by image).
+
+    Raises:
+      DataError: a caption is not a shapes caption (naming its file and line).
+    """
     named = []
     for filename, captions in zip(data.filenames, data.captions):
         for k, caption in enumerate(captions):
@@ -143,7 +151,7 @@ def load_named_embeddings(data_dir: str | os.PathLike, split: str) -> tuple[np.n
                 named.append(caption_attributes(caption))
             except ValueError as err:
                 raise DataError(f"{Path(data_dir) / 'text_c10' / filename}.txt: line {k + 1}: {err}") from None
-    return embeddings.reshape(-1, embeddings.shape[-1]), named
+    return named
 
 
 def oracle_embeddings(named: Sequence[dict], dim: int = ORACLE_DIM, seed: int = 0,
@@ -151,15 +159,15 @@ def oracle_embeddings(named: Sequence[dict], dim: int = ORACLE_DIM, seed: int = 
     """Embeddings that hold exactly what each caption names: float32 (N, dim).
 
     Each caption's named attributes become one-hot blocks (one per attribute, zero where the
-    caption does not name it; the blocks of `ORACLE_VALUES`, 30 values in all), mapped to `dim`
+    caption does not name it; the blocks of `ATTRIBUTES`, 30 values in all), mapped to `dim`
     dimensions by one fixed random matrix with N(0, scale^2) entries drawn from `seed`.
     """
-    sizes = [len(values) for values in ORACLE_VALUES.values()]
-    offsets = dict(zip(ORACLE_VALUES, np.cumsum([0] + sizes[:-1])))
+    sizes = [len(values) for values in ATTRIBUTES.values()]
+    offsets = dict(zip(ATTRIBUTES, np.cumsum([0] + sizes[:-1])))
     codes = np.zeros((len(named), sum(sizes)), np.float32)
     for i, record in enumerate(named):
         for name, value in record.items():
-            codes[i, offsets[name] + ORACLE_VALUES[name].index(value)] = 1.0
+            codes[i, offsets[name] + ATTRIBUTES[name].index(value)] = 1.0
     projection = scale * np.random.default_rng(seed).standard_normal((sum(sizes), dim))
     return codes @ projection.astype(np.float32)
 
@@ -179,14 +187,8 @@ def write_oracle_dataset(data_dir: str | os.PathLike, out: str | os.PathLike, se
     splits = {}
     for split in ("train", "test"):  # everything read before anything is written
         data = load_captioned_split(data_dir, split, with_images=False)
-        named = []
-        for filename, captions in zip(data.filenames, data.captions):
-            for k, caption in enumerate(captions):
-                try:
-                    named.append(caption_attributes(caption))
-                except ValueError as err:
-                    raise DataError(f"{data_dir / 'text_c10' / filename}.txt: line {k + 1}: {err}") from None
-        splits[split] = oracle_embeddings(named, seed=seed).reshape(len(data), len(data.captions[0]), -1)
+        embeddings = oracle_embeddings(named_captions(data_dir, data), seed=seed)
+        splits[split] = embeddings.reshape(len(data), len(data.captions[0]), -1)
     embeddings_file = EMBEDDING_FILES["cnn-rnn"]
     for folder in (Path(), Path("train"), Path("test")):
         mkdir_p(out / folder)
@@ -212,7 +214,7 @@ def full_caption(record: dict) -> str:
 def changed_record(record: dict, name: str, rng: np.random.Generator) -> dict:
     """`record` with attribute `name` set to another random value (a colour never equal to the other colour)."""
     other = {"colour": record["background"], "background": record["colour"]}.get(name)
-    choices = [v for v in ORACLE_VALUES[name] if v != record[name] and v != other]
+    choices = [v for v in ATTRIBUTES[name] if v != record[name] and v != other]
     return {**record, name: choices[rng.integers(len(choices))]}
 
 
@@ -248,8 +250,6 @@ def discriminator_probe(discriminator, images: np.ndarray, records: Sequence[dic
 def _discriminator_probe_cli(args) -> int:
     from misc.checkpoint import load_checkpoint, read_metadata, resolve_checkpoint
     from misc.inference import load_run_config
-    from misc.judge import read_attributes
-    from misc.text_encoder import center_crop, images_to_float, load_text_encoder, embed_sentences
     from stageI.trainer import build_gan
 
     if args.images < 1:

@@ -138,7 +138,7 @@ def test_full_caption_names_all_five_attributes_and_changed_record_changes_one()
     rng = np.random.default_rng(0)
     record = {"shape": "star", "colour": "red", "background": "blue", "size": "small", "position": "centre"}
     assert caption_attributes(probe.full_caption(record)) == record
-    for name in probe.ORACLE_VALUES:
+    for name in probe.ATTRIBUTES:
         for _ in range(20):
             changed = probe.changed_record(record, name, rng)
             assert caption_attributes(probe.full_caption(changed)) == changed
@@ -149,7 +149,7 @@ def test_full_caption_names_all_five_attributes_and_changed_record_changes_one()
 def test_discriminator_probe_measures_what_the_discriminator_reads():
     """A discriminator that reads only the shape out of oracle embeddings drops only for the shape."""
     projection = np.concatenate([probe.oracle_embeddings([{name: value} for value in values])
-                                 for name, values in probe.ORACLE_VALUES.items()])  # (30, 1024)
+                                 for name, values in probe.ATTRIBUTES.items()])  # (30, 1024)
     decode = np.linalg.pinv(projection)  # embeddings -> the one-hot codes
     records = [{"shape": SHAPES[i % 6], "colour": "red", "background": "blue", "size": "small",
                 "position": "left"} for i in range(12)]
@@ -176,7 +176,8 @@ def test_discriminator_cli_on_a_real_snapshot(dataset, tiny_models, tmp_path, ca
     printed = capsys.readouterr().out
     assert "mean drop of the logit" in printed
     result = json.loads(out.read_text())
-    assert set(result) == {"train", "test"} and set(result["train"]) == {"true", *probe.ORACLE_VALUES}
+    assert set(result) == {"train", "test"} and set(result["train"]) == {"true", *probe.ATTRIBUTES}
+    assert all(np.isfinite(v) for split in result.values() for v in split.values())
     with pytest.raises(SystemExit) as exit_info:
         probe.run_cli(probe.main, ["--discriminator", str(tiny_models["stage2"]), "--data_dir", str(dataset)])
     assert exit_info.value.code != 0
