@@ -66,6 +66,9 @@ _DEFAULTS: dict[str, Any] = {
         "GF_DIM": 128,
         "NETWORK_TYPE": "default",
         "R_NUM": 4,  # port addition: Stage-II residual blocks (fixed to 4 in the original)
+        # port addition: leaky ReLU after the Stage-I discriminator's 3rd and 4th convolutions, as
+        # the paper draws it; the original code (False) has no activation there
+        "D_PAPER_ACTIVATIONS": False,
     },
     "TEXT": {
         "DIMENSION": 1024,  # port addition: text embedding size, checked against the data

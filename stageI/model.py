@@ -149,7 +149,9 @@ class StageIDiscriminator(keras.Model):
 
     Image encoder: conv 4x4/2 -> df_dim, leaky ReLU (no BN); -> df_dim*2, BN, leaky ReLU;
     -> df_dim*4, BN (no activation); -> df_dim*8, BN (no activation); bottleneck residual
-    (df_dim*8, bottleneck df_dim*2, leaky ReLU after the add). Text: `TextContext`. Head:
+    (df_dim*8, bottleneck df_dim*2, leaky ReLU after the add). With `paper_activations`, the third
+    and fourth convolutions are followed by a leaky ReLU too, as the paper describes every
+    down-sampling block [9.3]; the original code has none there. Same weights either way. Text: `TextContext`. Head:
     `LogitHead`. The trainer calls it once per batch (real, wrong, fake), in training mode, so BN
     uses each call's own batch statistics, as the original did.
 
@@ -157,13 +159,17 @@ class StageIDiscriminator(keras.Model):
       df_dim: base discriminator width (`GAN.DF_DIM`).
       ef_dim: size of the text code (`GAN.EMBEDDING_DIM`).
       sync_bn: synchronise BN statistics across replicas (`TRAIN.SYNC_BN`).
+      paper_activations: leaky ReLU after the third and fourth convolutions (`GAN.D_PAPER_ACTIVATIONS`,
+        a port addition; False is the original code).
     """
 
-    def __init__(self, df_dim: int = 64, ef_dim: int = 128, sync_bn: bool = False, **kwargs):
+    def __init__(self, df_dim: int = 64, ef_dim: int = 128, sync_bn: bool = False,
+                 paper_activations: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.df_dim = df_dim
         self.ef_dim = ef_dim
         self.sync_bn = sync_bn
+        self.paper_activations = paper_activations
         self.image_encoder = self.make_image_encoder()
         self.context = TextContext(ef_dim, name="context")
         self.head = LogitHead(df_dim * 8, sync_bn, name="head")
@@ -171,12 +177,13 @@ class StageIDiscriminator(keras.Model):
     def make_image_encoder(self) -> keras.Sequential:
         """Port of `d_encode_image`: (B, 64, 64, 3) -> (B, 4, 4, df_dim * 8)."""
         df_dim, sync_bn = self.df_dim, self.sync_bn
+        late = "leaky_relu" if self.paper_activations else None  # the code has none after convs 3, 4
         return keras.Sequential(
             [
                 ConvBlock(df_dim, 4, 2, batch_norm=False, activation="leaky_relu", sync_bn=sync_bn),  # 32x32
                 ConvBlock(df_dim * 2, 4, 2, activation="leaky_relu", sync_bn=sync_bn),  # 16x16
-                ConvBlock(df_dim * 4, 4, 2, activation=None, sync_bn=sync_bn),  # 8x8
-                ConvBlock(df_dim * 8, 4, 2, activation=None, sync_bn=sync_bn),  # 4x4
+                ConvBlock(df_dim * 4, 4, 2, activation=late, sync_bn=sync_bn),  # 8x8
+                ConvBlock(df_dim * 8, 4, 2, activation=late, sync_bn=sync_bn),  # 4x4
                 ResidualBlock(df_dim * 8, df_dim * 2, "leaky_relu", sync_bn),
             ],
             name="image_encoder",
@@ -211,5 +218,6 @@ class StageIDiscriminator(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"df_dim": self.df_dim, "ef_dim": self.ef_dim, "sync_bn": self.sync_bn})
+        config.update({"df_dim": self.df_dim, "ef_dim": self.ef_dim, "sync_bn": self.sync_bn,
+                       "paper_activations": self.paper_activations})
         return config

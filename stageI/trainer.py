@@ -39,7 +39,7 @@ def build_networks(cfg: Config, sync_bn: bool = False):
     generator = StageIGenerator(gf_dim=cfg.GAN.GF_DIM, ef_dim=cfg.GAN.EMBEDDING_DIM, z_dim=cfg.Z_DIM,
                                 cond_augmentation=cfg.TRAIN.COND_AUGMENTATION, sync_bn=sync_bn, name="generator")
     discriminator = StageIDiscriminator(df_dim=cfg.GAN.DF_DIM, ef_dim=cfg.GAN.EMBEDDING_DIM, sync_bn=sync_bn,
-                                        name="discriminator")
+                                        paper_activations=cfg.GAN.D_PAPER_ACTIVATIONS, name="discriminator")
     embedding = tf.zeros((1, cfg.TEXT.DIMENSION))
     images, _, _ = generator((embedding, tf.zeros((1, cfg.Z_DIM))), training=False)
     discriminator((images, embedding), training=False)

@@ -93,12 +93,10 @@ def test_no_conv_has_a_bias_and_bn_settings(generator, discriminator):
         assert convs and all(conv.bias is None and conv.padding == "same" for conv in convs)
         assert bns and all(bn.momentum == 0.9 and bn.epsilon == 1e-5 and not bn.synchronized for bn in bns)
     # Only the FC layers (CA, generator FC, text context) carry biases.
-    biases = sorted(v.path for m in (generator, discriminator) for v in m.weights if v.path.endswith("bias"))
-    assert biases == [
-        "stage_i_discriminator/context/fc/bias",
-        "stage_i_generator/ca/fc/bias",
-        "stage_i_generator/fc/bias",
-    ]
+    # (Paths without the model's own name, which Keras numbers by how many were made before.)
+    biases = sorted(f"{kind}/{v.path.split('/', 1)[1]}" for kind, m in (("g", generator), ("d", discriminator))
+                    for v in m.weights if v.path.endswith("bias"))
+    assert biases == ["d/context/fc/bias", "g/ca/fc/bias", "g/fc/bias"]
 
 
 def test_generator_structure_follows_the_original(generator):
@@ -158,6 +156,24 @@ def test_discriminator_structure_and_activation_placement(discriminator):
     h3 = encoder[2](h2, training=True).numpy()
     assert h2.numpy().mean(axis=(0, 1, 2)).min() > 0
     assert h3.min() < -0.5 and np.abs(h3.mean(axis=(0, 1, 2))).max() < 1e-4
+
+
+def test_paper_activations_add_leaky_relu_after_conv3_and_conv4_only(discriminator):
+    paper = StageIDiscriminator.from_config({**discriminator.get_config(), "paper_activations": True})
+    paper(_d_inputs())
+    paper.set_weights(discriminator.get_weights())  # same weights: the option adds no parameter
+    assert _count(paper) == _count(discriminator)
+    assert [b.activation for b in paper.image_encoder.layers[:4]] == ["leaky_relu"] * 4
+    x = _d_inputs()[0]
+    h = x
+    for block in paper.image_encoder.layers[:3]:
+        h = block(h, training=True)
+    paper_conv4 = paper.image_encoder.layers[3](h, training=True).numpy()
+    plain_conv4 = discriminator.image_encoder.layers[3](h, training=True).numpy()
+    assert plain_conv4.min() < -0.5
+    np.testing.assert_allclose(paper_conv4, np.where(plain_conv4 > 0, plain_conv4, 0.2 * plain_conv4), atol=1e-5)
+    assert not np.allclose(paper((x, _d_inputs()[1]), training=True).numpy(),
+                           discriminator((x, _d_inputs()[1]), training=True).numpy(), atol=1e-4)
 
 
 # --- BN phases, sync BN, determinism ---------------------------------------------------------
@@ -224,6 +240,7 @@ def test_get_config_round_trip():
     for model in (
         StageIGenerator(GF_DIM, EF_DIM, Z_DIM, cond_augmentation=False, sync_bn=True, name="g"),
         StageIDiscriminator(DF_DIM, EF_DIM, sync_bn=True, name="d"),
+        StageIDiscriminator(DF_DIM, EF_DIM, paper_activations=True, name="d_paper"),
     ):
         config = model.get_config()
         assert type(model).from_config(config).get_config() == config
@@ -260,3 +277,15 @@ def test_generator_input_errors(generator):
         unpack_generator_inputs(embedding)
     with pytest.raises(ValueError, match="z_dim=10"):
         generator((embedding, tf.zeros((BATCH, Z_DIM + 1))))
+
+
+def test_config_key_selects_the_paper_activations():
+    from misc.config import load_config
+    from stageI.trainer import build_networks
+
+    tiny = {"GAN.GF_DIM": GF_DIM, "GAN.DF_DIM": DF_DIM, "GAN.EMBEDDING_DIM": EF_DIM, "TEXT.DIMENSION": TEXT_DIM}
+    for value in (False, True):
+        _, discriminator = build_networks(load_config(None, {**tiny, "GAN.D_PAPER_ACTIVATIONS": value}))
+        assert discriminator.paper_activations is value
+        expected = "leaky_relu" if value else None
+        assert [b.activation for b in discriminator.image_encoder.layers[2:4]] == [expected, expected]
