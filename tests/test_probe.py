@@ -186,3 +186,22 @@ def test_discriminator_cli_on_a_real_snapshot(dataset, tiny_models, tmp_path, ca
         probe.run_cli(probe.main, ["--discriminator", str(tiny_models["stage1"]), "--data_dir", str(dataset),
                                    "--images", "0"])
     assert "at least 1 real image" in capsys.readouterr().err
+
+
+def test_classify_learns_a_colour_and_writes_json(dataset, tmp_path, capsys):
+    out = tmp_path / "classify.json"
+    assert probe.main(["--data_dir", str(dataset), "--classify", "background", "--df-dim", "4",
+                       "--steps", "200", "--json", str(out)]) == 0
+    assert "chance 0.125" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["attribute"] == "background" and result["steps"] == 200 and not result["paper_activations"]
+    assert result["train"] > 0.5  # eight colours: chance 0.125
+    assert 0.0 <= result["test"] <= 1.0
+
+
+def test_classify_bad_settings_are_one_line(dataset, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        probe.run_cli(probe.main, ["--data_dir", str(dataset), "--classify", "shape", "--steps", "0"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--steps" in err
