@@ -319,7 +319,8 @@ def encoder_classifier(data_dir: str | os.PathLike, attribute: str, df_dim: int,
     if attribute not in ATTRIBUTE_NAMES:
         raise DataError(f"--classify: unknown attribute {attribute!r}; one of {', '.join(ATTRIBUTE_NAMES)}")
     if steps < 1 or batch_size < 1 or df_dim < 1:
-        raise DataError(f"--steps, --batch-size and --df-dim must be positive, got {steps}, {batch_size}, {df_dim}")
+        raise DataError(f"--classify needs positive steps, batch size and --df-dim, got --steps {steps}, "
+                        f"batch size {batch_size} and --df-dim {df_dim}")
     keras.utils.set_random_seed(seed)
     values = list(ATTRIBUTES[attribute])
     images, labels = {}, {}

@@ -151,9 +151,9 @@ class StageIDiscriminator(keras.Model):
     -> df_dim*4, BN (no activation); -> df_dim*8, BN (no activation); bottleneck residual
     (df_dim*8, bottleneck df_dim*2, leaky ReLU after the add). With `paper_activations`, the third
     and fourth convolutions are followed by a leaky ReLU too, as the paper describes every
-    down-sampling block [9.3]; the original code has none there. Same weights either way. Text: `TextContext`. Head:
-    `LogitHead`. The trainer calls it once per batch (real, wrong, fake), in training mode, so BN
-    uses each call's own batch statistics, as the original did.
+    down-sampling block [9.3]; the original code has none there. Same weights either way.
+    Text: `TextContext`. Head: `LogitHead`. The trainer calls it once per batch (real, wrong, fake),
+    in training mode, so BN uses each call's own batch statistics, as the original did.
 
     Args:
       df_dim: base discriminator width (`GAN.DF_DIM`).
