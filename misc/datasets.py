@@ -272,19 +272,22 @@ def load_split(data_dir: str | os.PathLike, split: str, image_size: int,
                      filenames=filenames, class_ids=class_ids)
 
 
-def _crop_flip(images: np.ndarray, indices: np.ndarray, crop_size: int,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def crop_flip(images: np.ndarray, indices: np.ndarray, crop_size: int, rng: np.random.Generator,
+              flip: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random crop and horizontal flip of `images[indices]`, each image independently.
 
     Port of the original `Dataset.transform`: offsets floor((S - s) * U[0, 1)) per axis, so
     0..S-s-1 (the last offset S-s is never drawn), then a flip with probability 0.5.
+
+    Args:
+      flip: False crops only (no flip is drawn), for labels that a mirror image would contradict.
 
     Returns:
       (uint8 (B, s, s, 3) crops, int (B, 2) (row, column) offsets, bool (B,) flips).
     """
     room = images.shape[1] - crop_size
     offsets = np.floor(room * rng.random((len(indices), 2))).astype(np.int64)
-    flips = rng.random(len(indices)) < FLIP_PROBABILITY
+    flips = rng.random(len(indices)) < FLIP_PROBABILITY if flip else np.zeros(len(indices), bool)
     out = np.empty((len(indices), crop_size, crop_size, images.shape[3]), dtype=images.dtype)
     for k, (i, (row, col), flip) in enumerate(zip(indices, offsets, flips)):
         crop = images[i, row:row + crop_size, col:col + crop_size]
@@ -396,8 +399,8 @@ class BatchSampler:
         collision = data.class_ids[indices] == data.class_ids[wrong_draws]
         wrong_indices = np.where(collision, (wrong_draws + wrong_shift) % n, wrong_draws)
 
-        images, crop_offsets, flips = _crop_flip(data.images, indices, self.crop_size, rng)
-        wrong_images, wrong_crop_offsets, wrong_flips = _crop_flip(
+        images, crop_offsets, flips = crop_flip(data.images, indices, self.crop_size, rng)
+        wrong_images, wrong_crop_offsets, wrong_flips = crop_flip(
             data.images, wrong_indices, self.crop_size, rng)
         embeddings, caption_ids = _sample_embeddings(data.embeddings, indices, self.num_embedding, rng)
         return {
@@ -540,7 +543,7 @@ def visualization_batch(data: SplitData, n_rows: int, crop_size: int, num_embedd
     _check_sizes(data, n_rows, crop_size, num_embedding)
     rng = np.random.default_rng(seed)
     indices = rng.permutation(len(data))[:n_rows]
-    images, _, _ = _crop_flip(data.images, indices, crop_size, rng)
+    images, _, _ = crop_flip(data.images, indices, crop_size, rng)
     k = min(num_embedding, data.captions_per_image)
     embeddings, caption_ids = _sample_embeddings(data.embeddings, indices, k, rng)
     chosen = caption_ids[:, 0] if k == 1 else np.zeros(n_rows, dtype=np.int64)

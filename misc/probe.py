@@ -44,12 +44,13 @@ from typing import Sequence
 import numpy as np
 
 from misc.cli import run_cli
-from misc.datasets import EMBEDDING_FILES, load_embeddings
+from misc.datasets import EMBEDDING_FILES, crop_flip, load_embeddings
 from misc.errors import DataError
 from misc.judge import ATTRIBUTES, read_attributes
 from misc.pickle_io import dump_pickle
 from misc.shapes import ATTRIBUTE_NAMES, caption_attributes
-from misc.text_encoder import center_crop, embed_sentences, images_to_float, load_captioned_split, load_text_encoder
+from misc.text_encoder import (CROP_SIZE, center_crop, embed_sentences, images_to_float, load_captioned_split,
+                               load_text_encoder)
 from misc.utils import atomic_write_text, mkdir_p
 
 # Ridge penalty on the standardised embeddings; the accuracies barely move between 1 and 100.
@@ -297,8 +298,9 @@ def encoder_classifier(data_dir: str | os.PathLike, attribute: str, df_dim: int,
                        log_every: int = 0) -> dict:
     """Train the Stage-I discriminator's image encoder, with a linear head, to classify one attribute.
 
-    Adam (beta1 0.5, as the GAN's) on the softmax cross-entropy; random crops of the 76 x 76
-    training images, flipped with p = 0.5 unless the attribute is the position.
+    Adam (beta1 0.5, as the GAN's) on the softmax cross-entropy; random crops and flips of the
+    76 x 76 training images by the GAN's own rule (`misc.datasets.crop_flip`), without the flips
+    when the attribute is the position.
 
     Args:
       data_dir: shapes dataset root.
@@ -331,7 +333,7 @@ def encoder_classifier(data_dir: str | os.PathLike, attribute: str, df_dim: int,
                                   for r in read_attributes(data_dir, split, data.filenames)])
     encoder = StageIDiscriminator(df_dim=df_dim, paper_activations=paper_activations).make_image_encoder()
     model = keras.Sequential([encoder, keras.layers.Flatten(), keras.layers.Dense(len(values))])
-    model.build((None, 64, 64, 3))
+    model.build((None, CROP_SIZE, CROP_SIZE, 3))
     optimizer = keras.optimizers.Adam(lr, beta_1=0.5)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -349,14 +351,9 @@ def encoder_classifier(data_dir: str | os.PathLike, attribute: str, df_dim: int,
         return float(np.mean(predicted == labels[split]))
 
     rng = np.random.default_rng(seed)
-    room = images["train"].shape[1] - 64
     for step in range(1, steps + 1):
         picks = rng.integers(0, len(images["train"]), batch_size)
-        offsets = rng.integers(0, room, (batch_size, 2))
-        batch = np.stack([images["train"][i, r:r + 64, c:c + 64] for i, (r, c) in zip(picks, offsets)])
-        if attribute != "position":
-            flips = rng.random(batch_size) < 0.5
-            batch[flips] = batch[flips, :, ::-1]
+        batch, _, _ = crop_flip(images["train"], picks, CROP_SIZE, rng, flip=attribute != "position")
         train_step(images_to_float(batch), labels["train"][picks])
         if log_every and step % log_every == 0 and step < steps:
             print(f"step {step}: train {accuracy('train'):.3f}, test {accuracy('test'):.3f}", flush=True)

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from misc.datasets import (EMBEDDING_FILES, BatchFeeder, BatchSampler, SplitData, load_split, make_tf_dataset,
-                           visualization_batch)
+from misc.datasets import (EMBEDDING_FILES, BatchFeeder, BatchSampler, SplitData, crop_flip, load_split,
+                           make_tf_dataset, visualization_batch)
 from misc.errors import ConfigError, DataError
 from misc.pickle_io import dump_pickle
 from tiny_data import caption_text, make_synthetic_split, python2_pickle_bytes
@@ -243,6 +243,19 @@ def test_crop_flip_and_scaling_are_the_originals():
     row, col = b["crop_offsets"][k]
     assert not np.array_equal(b["images"][k], to_unit(data.images[b["indices"][k], row:row + 8, col:col + 8]))
 
+
+
+def test_crop_flip_without_flips_draws_the_same_crops_unmirrored():
+    data = make_synthetic_split(n=50, image_size=12)
+    indices = np.arange(40)
+    flipped, offsets, flips = crop_flip(data.images, indices, 8, np.random.default_rng(5))
+    plain, plain_offsets, no_flips = crop_flip(data.images, indices, 8, np.random.default_rng(5), flip=False)
+    assert flips.any() and not no_flips.any()
+    np.testing.assert_array_equal(plain_offsets, offsets)  # the offsets are drawn first either way
+    for k, i in enumerate(indices):
+        row, col = offsets[k]
+        np.testing.assert_array_equal(plain[k], data.images[i, row:row + 8, col:col + 8])
+        np.testing.assert_array_equal(flipped[k], plain[k][:, ::-1] if flips[k] else plain[k])
 
 def test_scaling_maps_0_and_255_to_minus_one_and_one():
     data = make_synthetic_split(n=4, image_size=8)
