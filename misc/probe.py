@@ -311,7 +311,7 @@ def encoder_classifier(data_dir: str | os.PathLike, attribute: str, df_dim: int,
       log_every: print the accuracies every this many steps (0: only at the end).
 
     Returns:
-      dict with `train` and `test` accuracy (centre crops, every image of the split) and `steps`.
+      dict with `train` and `test` accuracy (centre crops, every image of the split) and the settings.
     """
     import keras
     import tensorflow as tf
@@ -358,7 +358,7 @@ def encoder_classifier(data_dir: str | os.PathLike, attribute: str, df_dim: int,
         if log_every and step % log_every == 0 and step < steps:
             print(f"step {step}: train {accuracy('train'):.3f}, test {accuracy('test'):.3f}", flush=True)
     return {"attribute": attribute, "df_dim": df_dim, "paper_activations": paper_activations, "steps": steps,
-            "train": accuracy("train"), "test": accuracy("test")}
+            "seed": seed, "train": accuracy("train"), "test": accuracy("test")}
 
 
 def format_table(result: dict) -> str:
@@ -400,14 +400,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --classify: leaky ReLU after convolutions 3 and 4 (GAN.D_PAPER_ACTIVATIONS)")
     parser.add_argument("--steps", type=int, default=1500,
                         help="with --classify: training steps of batch 32 (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="with --classify: seed of the initial weights and of the crops; the accuracies "
+                             "move by several hundredths between seeds (default: %(default)s)")
     args = parser.parse_args(argv)
     if not Path(args.data_dir).is_dir():
         raise DataError(f"{args.data_dir}: dataset folder not found (`make data` writes Data/shapes)")
     if args.classify:
         result = encoder_classifier(args.data_dir, args.classify, args.df_dim, args.paper_activations,
-                                    steps=args.steps, log_every=250)
+                                    steps=args.steps, seed=args.seed, log_every=250)
         print(f"{args.classify} read by the Stage-I discriminator's image encoder (DF_DIM {args.df_dim}, "
-              f"{'paper' if args.paper_activations else 'code'} activations) after {args.steps} steps: "
+              f"{'paper' if args.paper_activations else 'code'} activations, seed {args.seed}) after {args.steps} steps: "
               f"train images {result['train']:.3f}, test images {result['test']:.3f}, "
               f"chance {1 / len(ATTRIBUTES[args.classify]):.3f}")
         if args.json:

@@ -191,10 +191,11 @@ def test_discriminator_cli_on_a_real_snapshot(dataset, tiny_models, tmp_path, ca
 def test_classify_learns_a_colour_and_writes_json(dataset, tmp_path, capsys):
     out = tmp_path / "classify.json"
     assert probe.main(["--data_dir", str(dataset), "--classify", "background", "--df-dim", "4",
-                       "--paper-activations", "--steps", "200", "--json", str(out)]) == 0
+                       "--paper-activations", "--steps", "200", "--seed", "3", "--json", str(out)]) == 0
     assert "chance 0.125" in capsys.readouterr().out
     result = json.loads(out.read_text())
     assert result["attribute"] == "background" and result["steps"] == 200 and result["paper_activations"]
+    assert result["seed"] == 3
     assert result["train"] > 0.5  # eight colours: chance 0.125
     assert 0.0 <= result["test"] <= 1.0
 
