@@ -181,9 +181,12 @@ def oracle_embeddings(named: Sequence[dict], dim: int = ORACLE_DIM, seed: int = 
     return codes @ projection.astype(np.float32)
 
 
-def write_oracle_dataset(data_dir: str | os.PathLike, out: str | os.PathLike, seed: int = 0) -> Path:
+def write_oracle_dataset(data_dir: str | os.PathLike, out: str | os.PathLike, seed: int = 0,
+                         blank: bool = False) -> Path:
     """A dataset folder like `data_dir` whose embeddings pickles are `oracle_embeddings`.
 
+    With `blank`, every embedding is zero instead: the captions carry nothing, and a GAN trained on
+    the copy with `TRAIN.B_WRONG: False` is unconditional (its wrong pairs would be real pairs).
     Every other file and folder of `data_dir` (and of its `train/`, `test/`) is a symbolic link to
     the original; the two embeddings pickles (N, 10, 1024) are written atomically.
 
@@ -196,7 +199,10 @@ def write_oracle_dataset(data_dir: str | os.PathLike, out: str | os.PathLike, se
     splits = {}
     for split in ("train", "test"):  # everything read before anything is written
         data = load_captioned_split(data_dir, split, with_images=False)
-        embeddings = oracle_embeddings(named_captions(data_dir, data), seed=seed)
+        if blank:
+            embeddings = np.zeros((len(data) * len(data.captions[0]), ORACLE_DIM), np.float32)
+        else:
+            embeddings = oracle_embeddings(named_captions(data_dir, data), seed=seed)
         splits[split] = embeddings.reshape(len(data), len(data.captions[0]), -1)
     embeddings_file = EMBEDDING_FILES["cnn-rnn"]
     for folder in (Path(), Path("train"), Path("test")):
@@ -382,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write-oracle", metavar="DIR",
                         help="instead, write a copy of the dataset into DIR (other files linked) whose "
                              "embeddings hold exactly the attributes each caption names")
+    parser.add_argument("--blank", action="store_true",
+                        help="with --write-oracle: all-zero embeddings instead, for an unconditional GAN "
+                             "(train it with --set TRAIN.B_WRONG=False)")
     parser.add_argument("--discriminator", metavar="RUN",
                         help="instead, probe the discriminator of this Stage-I run folder or snapshot: the drop "
                              "of its logit on real images when the caption names one wrong attribute value")
@@ -419,9 +428,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.discriminator:
         return _discriminator_probe_cli(args)
     if args.write_oracle:
-        out = write_oracle_dataset(args.data_dir, args.write_oracle)
-        print(f"oracle embeddings: {out}/{{train,test}}/{EMBEDDING_FILES['cnn-rnn']} "
-              f"(train a GAN on them with --data_dir {out})")
+        out = write_oracle_dataset(args.data_dir, args.write_oracle, blank=args.blank)
+        if args.blank:
+            print(f"all-zero embeddings: {out}/{{train,test}}/{EMBEDDING_FILES['cnn-rnn']} (an unconditional "
+                  f"GAN: --data_dir {out} --set TRAIN.B_WRONG=False)")
+        else:
+            print(f"oracle embeddings: {out}/{{train,test}}/{EMBEDDING_FILES['cnn-rnn']} "
+                  f"(train a GAN on them with --data_dir {out})")
         return 0
     train_x, train_named = load_named_embeddings(args.data_dir, "train")
     test_x, test_named = load_named_embeddings(args.data_dir, "test")

@@ -126,6 +126,19 @@ def test_write_oracle_makes_a_dataset_the_loader_reads_and_the_probe_reads_perfe
     assert probe.main(["--data_dir", str(dataset), "--write-oracle", str(out)]) == 0
 
 
+def test_write_oracle_blank_writes_zero_embeddings_the_loader_reads(dataset, tmp_path, capsys):
+    from misc.datasets import load_split
+
+    out = tmp_path / "blank"
+    assert probe.main(["--data_dir", str(dataset), "--write-oracle", str(out), "--blank"]) == 0
+    assert "TRAIN.B_WRONG=False" in capsys.readouterr().out
+    split = load_split(out, "train", 76, "cnn-rnn", 1024)
+    captions = load_captioned_split(dataset, "train", with_images=False)
+    assert split.embeddings.shape == (len(captions.filenames), 10, 1024)
+    assert not np.any(split.embeddings)
+    assert (out / "test" / "char-CNN-RNN-embeddings.pickle").is_file()
+
+
 def test_write_oracle_refuses_to_overwrite_the_dataset(dataset, capsys):
     with pytest.raises(SystemExit) as exit_info:
         probe.run_cli(probe.main, ["--data_dir", str(dataset), "--write-oracle", str(dataset)])
