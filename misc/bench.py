@@ -570,37 +570,69 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
 
 
+def _table(title: str, columns: Sequence[tuple[str, int, Callable[[dict], str]]], rows: Sequence[dict]) -> list[str]:
+    """A titled plain-text table: the first column left-aligned, the others right-aligned.
+
+    Args:
+      title: the line above the header.
+      columns: (header, width, cell) per column; `cell(row)` formats the row's value as a string.
+      rows: the result records.
+    """
+    def line(cells):
+        return "".join(f"{cell:{'<' if i == 0 else '>'}{width}}" for i, (cell, (_, width, _)) in
+                       enumerate(zip(cells, columns)))
+    return ["", title, line([header for header, _, _ in columns])] + [
+        line([cell(row) for _, _, cell in columns]) for row in rows]
+
+
+_TRAIN_COLUMNS = (
+    ("stage", 8, lambda r: r["stage"]),
+    ("batch", 6, lambda r: str(r["batch_size"])),
+    ("steps", 6, lambda r: str(r["steps"])),
+    ("mean s", 9, lambda r: f"{r['time_s']['mean']:.3f}"),
+    ("std s", 8, lambda r: f"{r['time_s']['std']:.3f}"),
+    ("min s", 8, lambda r: f"{r['time_s']['min']:.3f}"),
+    ("max s", 8, lambda r: f"{r['time_s']['max']:.3f}"),
+    ("GFLOP/step", 12, lambda r: f"{r['flops_per_step'] / 1e9:.1f}"),
+    ("GFLOP/s", 9, lambda r: f"{r['achieved_flops_per_s'] / 1e9:.1f}"),
+    ("img/s", 8, lambda r: f"{r['samples_per_s']:.2f}"),
+    ("peak RSS MB", 12, lambda r: f"{r['memory']['rss_peak_mb']:.0f}"),
+)
+_INFERENCE_COLUMNS = (
+    ("what", 15, lambda r: r["what"]),
+    ("batch", 6, lambda r: str(r["batch_size"])),
+    ("calls", 6, lambda r: str(r["steps"])),
+    ("mean s", 9, lambda r: f"{r['time_s']['mean']:.3f}"),
+    ("std s", 8, lambda r: f"{r['time_s']['std']:.3f}"),
+    ("images/s", 10, lambda r: f"{r['images_per_s']:.2f}"),
+    ("GFLOP/img", 11, lambda r: f"{r['flops_per_image'] / 1e9:.2f}"),
+    ("GFLOP/s", 9, lambda r: f"{r['achieved_flops_per_s'] / 1e9:.1f}"),
+    ("peak RSS MB", 12, lambda r: f"{r['memory']['rss_peak_mb']:.0f}"),
+)
+_PIPELINE_COLUMNS = (
+    ("stage", 8, lambda r: r["stage"]),
+    ("crop", 5, lambda r: str(r["crop_size"])),
+    ("batch", 6, lambda r: str(r["batch_size"])),
+    ("sampler/s", 11, lambda r: f"{r['sampler']['samples_per_s']:.0f}"),
+    ("tf.data/s", 11, lambda r: f"{r['tf_data']['samples_per_s']:.0f}"),
+    ("step uses/s", 12, lambda r: _fmt(r["train_step_consumes_samples_per_s"])),
+    ("headroom", 10, lambda r: _fmt(r["headroom"])),
+)
+
+
 def format_tables(results: dict[str, Any]) -> str:
     """The results as plain-text tables."""
     lines = [f"device: {results['environment']['device']}; policy {results['options']['policy']}, "
              f"XLA {'on' if results['options']['xla'] else 'off'}"]
     if results["train"]:
-        lines += ["", "training step (D step + G step, synthetic batch; warm-up excluded)",
-                  f"{'stage':8}{'batch':>6}{'steps':>6}{'mean s':>9}{'std s':>8}{'min s':>8}{'max s':>8}"
-                  f"{'GFLOP/step':>12}{'GFLOP/s':>9}{'img/s':>8}{'peak RSS MB':>12}"]
-        for r in results["train"]:
-            t = r["time_s"]
-            lines.append(f"{r['stage']:8}{r['batch_size']:>6}{r['steps']:>6}{t['mean']:>9.3f}{t['std']:>8.3f}"
-                         f"{t['min']:>8.3f}{t['max']:>8.3f}{r['flops_per_step'] / 1e9:>12.1f}"
-                         f"{r['achieved_flops_per_s'] / 1e9:>9.1f}{r['samples_per_s']:>8.2f}"
-                         f"{r['memory']['rss_peak_mb']:>12.0f}")
+        lines += _table("training step (D step + G step, synthetic batch; warm-up excluded)",
+                        _TRAIN_COLUMNS, results["train"])
     if results["inference"]:
-        lines += ["", "text -> image inference (char-CNN-RNN + generators, inference-mode BN)",
-                  f"{'what':15}{'batch':>6}{'calls':>6}{'mean s':>9}{'std s':>8}{'images/s':>10}"
-                  f"{'GFLOP/img':>11}{'GFLOP/s':>9}{'peak RSS MB':>12}"]
-        for r in results["inference"]:
-            t = r["time_s"]
-            lines.append(f"{r['what']:15}{r['batch_size']:>6}{r['steps']:>6}{t['mean']:>9.3f}{t['std']:>8.3f}"
-                         f"{r['images_per_s']:>10.2f}{r['flops_per_image'] / 1e9:>11.2f}"
-                         f"{r['achieved_flops_per_s'] / 1e9:>9.1f}{r['memory']['rss_peak_mb']:>12.0f}")
+        lines += _table("text -> image inference (char-CNN-RNN + generators, inference-mode BN)",
+                        _INFERENCE_COLUMNS, results["inference"])
     if results["pipeline"]:
-        lines += ["", "input pipeline (synthetic split, original format) against what a training step consumes",
-                  f"{'stage':8}{'crop':>5}{'batch':>6}{'sampler/s':>11}{'tf.data/s':>11}{'step uses/s':>12}"
-                  f"{'headroom':>10}"]
-        for r in results["pipeline"]:
-            lines.append(f"{r['stage']:8}{r['crop_size']:>5}{r['batch_size']:>6}{r['sampler']['samples_per_s']:>11.0f}"
-                         f"{r['tf_data']['samples_per_s']:>11.0f}{_fmt(r['train_step_consumes_samples_per_s']):>12}"
-                         f"{_fmt(r['headroom']):>10}")
+        lines += _table("input pipeline (synthetic split, original format) against what a training step consumes",
+                        _PIPELINE_COLUMNS, results["pipeline"])
     for note in results["notes"]:
         lines += ["", f"note: {note}"]
     return "\n".join(lines)

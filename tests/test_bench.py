@@ -58,6 +58,31 @@ def test_summarize_gives_mean_and_sample_spread():
     assert bench.summarize([4.0])["std"] == 0.0
 
 
+def test_format_tables_aligns_every_row_under_its_header_and_skips_empty_sections():
+    time_s = {"mean": 0.3123, "std": 0.01, "min": 0.3, "max": 0.33}
+    results = {
+        "environment": {"device": "cpu"}, "options": {"policy": "float32", "xla": False}, "notes": ["shared"],
+        "train": [{"stage": "stageI", "batch_size": 32, "steps": 10, "time_s": time_s, "flops_per_step": 12.3e9,
+                   "achieved_flops_per_s": 4.5e9, "samples_per_s": 102.4, "memory": {"rss_peak_mb": 1234.5}}],
+        "inference": [],
+        "pipeline": [{"stage": "stageII", "crop_size": 256, "batch_size": 16, "sampler": {"samples_per_s": 1234.5},
+                      "tf_data": {"samples_per_s": 2345.6}, "train_step_consumes_samples_per_s": 12.345,
+                      "headroom": None}],
+    }
+    lines = bench.format_tables(results).splitlines()
+    assert lines[0] == "device: cpu; policy float32, XLA off"
+    assert not any("inference" in line for line in lines)
+    header, row = lines[lines.index("training step (D step + G step, synthetic batch; warm-up excluded)") + 1:][:2]
+    assert header.split() == ["stage", "batch", "steps", "mean", "s", "std", "s", "min", "s", "max", "s",
+                              "GFLOP/step", "GFLOP/s", "img/s", "peak", "RSS", "MB"]
+    assert row.split() == ["stageI", "32", "10", "0.312", "0.010", "0.300", "0.330", "12.3", "4.5", "102.40", "1234"]
+    assert len(row) == len(header) and header.endswith("peak RSS MB") and row.endswith("1234")
+    header, row = lines[-4:-2]
+    assert header.split()[-1] == "headroom" and row.split() == ["stageII", "256", "16", "1234", "2346", "12.3", "-"]
+    assert len(row) == len(header)
+    assert lines[-1] == "note: shared"
+
+
 @pytest.mark.parametrize("args, says", [
     (["--only", "stage3"], "--only"),
     (["--batch-sizes", "64,0"], "--batch-sizes"),
