@@ -139,6 +139,14 @@ def test_write_oracle_blank_writes_zero_embeddings_the_loader_reads(dataset, tmp
     assert (out / "test" / "char-CNN-RNN-embeddings.pickle").is_file()
 
 
+def test_blank_without_write_oracle_is_one_line(dataset, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        probe.run_cli(probe.main, ["--data_dir", str(dataset), "--blank"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--write-oracle" in err
+
+
 def test_write_oracle_refuses_to_overwrite_the_dataset(dataset, capsys):
     with pytest.raises(SystemExit) as exit_info:
         probe.run_cli(probe.main, ["--data_dir", str(dataset), "--write-oracle", str(dataset)])
