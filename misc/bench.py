@@ -585,34 +585,28 @@ def _table(title: str, columns: Sequence[tuple[str, int, Callable[[dict], str]]]
         line([cell(row) for _, _, cell in columns]) for row in rows]
 
 
+def _seconds(statistic: str, width: int) -> tuple[str, int, Callable[[dict], str]]:
+    """A column of one timing statistic (`mean`, `std`, ...) of `time_s`."""
+    return f"{statistic} s", width, lambda r: f"{r['time_s'][statistic]:.3f}"
+
+
+_BATCH = ("batch", 6, lambda r: str(r["batch_size"]))
+_ACHIEVED = ("GFLOP/s", 9, lambda r: f"{r['achieved_flops_per_s'] / 1e9:.1f}")
+_PEAK_RSS = ("peak RSS MB", 12, lambda r: f"{r['memory']['rss_peak_mb']:.0f}")
 _TRAIN_COLUMNS = (
-    ("stage", 8, lambda r: r["stage"]),
-    ("batch", 6, lambda r: str(r["batch_size"])),
-    ("steps", 6, lambda r: str(r["steps"])),
-    ("mean s", 9, lambda r: f"{r['time_s']['mean']:.3f}"),
-    ("std s", 8, lambda r: f"{r['time_s']['std']:.3f}"),
-    ("min s", 8, lambda r: f"{r['time_s']['min']:.3f}"),
-    ("max s", 8, lambda r: f"{r['time_s']['max']:.3f}"),
-    ("GFLOP/step", 12, lambda r: f"{r['flops_per_step'] / 1e9:.1f}"),
-    ("GFLOP/s", 9, lambda r: f"{r['achieved_flops_per_s'] / 1e9:.1f}"),
-    ("img/s", 8, lambda r: f"{r['samples_per_s']:.2f}"),
-    ("peak RSS MB", 12, lambda r: f"{r['memory']['rss_peak_mb']:.0f}"),
+    ("stage", 8, lambda r: r["stage"]), _BATCH, ("steps", 6, lambda r: str(r["steps"])),
+    _seconds("mean", 9), _seconds("std", 8), _seconds("min", 8), _seconds("max", 8),
+    ("GFLOP/step", 12, lambda r: f"{r['flops_per_step'] / 1e9:.1f}"), _ACHIEVED,
+    ("img/s", 8, lambda r: f"{r['samples_per_s']:.2f}"), _PEAK_RSS,
 )
 _INFERENCE_COLUMNS = (
-    ("what", 15, lambda r: r["what"]),
-    ("batch", 6, lambda r: str(r["batch_size"])),
-    ("calls", 6, lambda r: str(r["steps"])),
-    ("mean s", 9, lambda r: f"{r['time_s']['mean']:.3f}"),
-    ("std s", 8, lambda r: f"{r['time_s']['std']:.3f}"),
+    ("what", 15, lambda r: r["what"]), _BATCH, ("calls", 6, lambda r: str(r["steps"])),
+    _seconds("mean", 9), _seconds("std", 8),
     ("images/s", 10, lambda r: f"{r['images_per_s']:.2f}"),
-    ("GFLOP/img", 11, lambda r: f"{r['flops_per_image'] / 1e9:.2f}"),
-    ("GFLOP/s", 9, lambda r: f"{r['achieved_flops_per_s'] / 1e9:.1f}"),
-    ("peak RSS MB", 12, lambda r: f"{r['memory']['rss_peak_mb']:.0f}"),
+    ("GFLOP/img", 11, lambda r: f"{r['flops_per_image'] / 1e9:.2f}"), _ACHIEVED, _PEAK_RSS,
 )
 _PIPELINE_COLUMNS = (
-    ("stage", 8, lambda r: r["stage"]),
-    ("crop", 5, lambda r: str(r["crop_size"])),
-    ("batch", 6, lambda r: str(r["batch_size"])),
+    ("stage", 8, lambda r: r["stage"]), ("crop", 5, lambda r: str(r["crop_size"])), _BATCH,
     ("sampler/s", 11, lambda r: f"{r['sampler']['samples_per_s']:.0f}"),
     ("tf.data/s", 11, lambda r: f"{r['tf_data']['samples_per_s']:.0f}"),
     ("step uses/s", 12, lambda r: _fmt(r["train_step_consumes_samples_per_s"])),
