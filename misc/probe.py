@@ -411,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --classify: training steps of batch 32 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
                         help="with --classify: seed of the initial weights and of the crops; the test-image "
-                             "accuracy of the shape moves by up to 0.2 between seeds (default: %(default)s)")
+                             "accuracy of the shape moves by more than 0.2 between seeds (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.blank and not args.write_oracle:
         raise DataError("--blank: only with --write-oracle DIR (it writes a copy with all-zero embeddings)")
@@ -420,8 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.classify:
         result = encoder_classifier(args.data_dir, args.classify, args.df_dim, args.paper_activations,
                                     steps=args.steps, seed=args.seed, log_every=250)
+        activations = "paper" if args.paper_activations else "code"
         print(f"{args.classify} read by the Stage-I discriminator's image encoder (DF_DIM {args.df_dim}, "
-              f"{'paper' if args.paper_activations else 'code'} activations, seed {args.seed}) after {args.steps} steps: "
+              f"{activations} activations, seed {args.seed}) after {args.steps} steps: "
               f"train images {result['train']:.3f}, test images {result['test']:.3f}, "
               f"chance {1 / len(ATTRIBUTES[args.classify]):.3f}")
         if args.json:

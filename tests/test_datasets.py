@@ -244,7 +244,6 @@ def test_crop_flip_and_scaling_are_the_originals():
     assert not np.array_equal(b["images"][k], to_unit(data.images[b["indices"][k], row:row + 8, col:col + 8]))
 
 
-
 def test_crop_flip_without_flips_draws_the_same_crops_unmirrored():
     data = make_synthetic_split(n=50, image_size=12)
     indices = np.arange(40)
@@ -256,6 +255,7 @@ def test_crop_flip_without_flips_draws_the_same_crops_unmirrored():
         row, col = offsets[k]
         np.testing.assert_array_equal(plain[k], data.images[i, row:row + 8, col:col + 8])
         np.testing.assert_array_equal(flipped[k], plain[k][:, ::-1] if flips[k] else plain[k])
+
 
 def test_scaling_maps_0_and_255_to_minus_one_and_one():
     data = make_synthetic_split(n=4, image_size=8)
