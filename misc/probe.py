@@ -376,6 +376,39 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+# The modes of the command (None: the embedding probe) and the options that only one mode reads.
+_MODES = {"write_oracle": "--write-oracle", "discriminator": "--discriminator", "classify": "--classify"}
+_MODE_OPTIONS = {  # dest: (flag, the modes that read it)
+    "ridge": ("--ridge", (None,)),
+    "json": ("--json", (None, "classify", "discriminator")),
+    "blank": ("--blank", ("write_oracle",)),
+    "oracle": ("--oracle", ("discriminator",)),
+    "encoder": ("--encoder", ("discriminator",)),
+    "images": ("--images", ("discriminator",)),
+    "df_dim": ("--df-dim", ("classify",)),
+    "paper_activations": ("--paper-activations", ("classify",)),
+    "steps": ("--steps", ("classify",)),
+    "seed": ("--seed", ("classify",)),
+}
+
+
+def _mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """The one mode `args` asks for (None: the embedding probe).
+
+    Raises:
+      DataError: two modes at once, or an option given that the chosen mode does not read.
+    """
+    modes = [dest for dest in _MODES if getattr(args, dest)]
+    if len(modes) > 1:
+        raise DataError(f"{' and '.join(_MODES[m] for m in modes)}: choose one of them per command")
+    mode = modes[0] if modes else None
+    for dest, (flag, readers) in _MODE_OPTIONS.items():
+        if getattr(args, dest) != parser.get_default(dest) and mode not in readers:
+            wanted = " or ".join(_MODES[r] if r else "the embedding probe (no mode option)" for r in readers)
+            raise DataError(f"{flag}: only with {wanted}; this command would ignore it")
+    return mode
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m misc.probe",
@@ -413,11 +446,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --classify: seed of the initial weights and of the crops; the test-image "
                              "accuracy of the shape moves by more than 0.2 between seeds (default: %(default)s)")
     args = parser.parse_args(argv)
-    if args.blank and not args.write_oracle:
-        raise DataError("--blank: only with --write-oracle DIR (it writes a copy with all-zero embeddings)")
+    mode = _mode(parser, args)
     if not Path(args.data_dir).is_dir():
         raise DataError(f"{args.data_dir}: dataset folder not found (`make data` writes Data/shapes)")
-    if args.classify:
+    if mode == "classify":
         result = encoder_classifier(args.data_dir, args.classify, args.df_dim, args.paper_activations,
                                     steps=args.steps, seed=args.seed, log_every=250)
         activations = "paper" if args.paper_activations else "code"
@@ -428,9 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
         return 0
-    if args.discriminator:
+    if mode == "discriminator":
         return _discriminator_probe_cli(args)
-    if args.write_oracle:
+    if mode == "write_oracle":
         out = write_oracle_dataset(args.data_dir, args.write_oracle, blank=args.blank)
         if args.blank:
             print(f"all-zero embeddings: {out}/{{train,test}}/{EMBEDDING_FILES['cnn-rnn']} (an unconditional "

@@ -147,6 +147,23 @@ def test_blank_without_write_oracle_is_one_line(dataset, capsys):
     assert len(err.splitlines()) == 1 and "--write-oracle" in err
 
 
+@pytest.mark.parametrize("extra, named", [
+    (["--seed", "1"], "--classify"),
+    (["--steps", "10", "--write-oracle", "x"], "--classify"),
+    (["--oracle"], "--discriminator"),
+    (["--images", "8", "--classify", "shape"], "--discriminator"),
+    (["--ridge", "2", "--classify", "shape"], "embedding probe"),
+    (["--json", "x.json", "--write-oracle", "x"], "--discriminator"),
+    (["--classify", "shape", "--discriminator", "run"], "choose one"),
+])
+def test_an_option_the_mode_would_ignore_is_one_line(dataset, capsys, extra, named):
+    with pytest.raises(SystemExit) as exit_info:
+        probe.run_cli(probe.main, ["--data_dir", str(dataset)] + extra)
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and named in err
+
+
 def test_write_oracle_refuses_to_overwrite_the_dataset(dataset, capsys):
     with pytest.raises(SystemExit) as exit_info:
         probe.run_cli(probe.main, ["--data_dir", str(dataset), "--write-oracle", str(dataset)])
