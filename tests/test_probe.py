@@ -156,12 +156,14 @@ def test_blank_without_write_oracle_is_one_line(dataset, capsys):
     (["--json", "x.json", "--write-oracle", "x"], "--discriminator"),
     (["--classify", "shape", "--discriminator", "run"], "choose one"),
 ])
-def test_an_option_the_mode_would_ignore_is_one_line(dataset, capsys, extra, named):
+def test_an_option_the_mode_would_ignore_is_one_line(dataset, tmp_path, monkeypatch, capsys, extra, named):
+    monkeypatch.chdir(tmp_path)  # where a relative "x" would land if the command ran anyway
     with pytest.raises(SystemExit) as exit_info:
         probe.run_cli(probe.main, ["--data_dir", str(dataset)] + extra)
     assert exit_info.value.code != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and named in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_write_oracle_refuses_to_overwrite_the_dataset(dataset, capsys):
