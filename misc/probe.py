@@ -181,6 +181,19 @@ def oracle_embeddings(named: Sequence[dict], dim: int = ORACLE_DIM, seed: int = 
     return codes @ projection.astype(np.float32)
 
 
+def _is_copy_or_empty(out: Path) -> bool:
+    """Whether the folder `out` is empty or holds only what `write_oracle_dataset` writes: symbolic
+    links, and `train/`, `test/` folders of symbolic links and the embeddings pickle."""
+    embeddings_file = EMBEDDING_FILES["cnn-rnn"]
+    for item in out.iterdir():
+        if item.name in ("train", "test") and item.is_dir() and not item.is_symlink():
+            if not all(sub.is_symlink() or sub.name == embeddings_file for sub in item.iterdir()):
+                return False
+        elif not item.is_symlink():
+            return False
+    return True
+
+
 def write_oracle_dataset(data_dir: str | os.PathLike, out: str | os.PathLike, seed: int = 0,
                          blank: bool = False) -> Path:
     """A dataset folder like `data_dir` whose embeddings pickles are `oracle_embeddings`.
@@ -191,11 +204,17 @@ def write_oracle_dataset(data_dir: str | os.PathLike, out: str | os.PathLike, se
     the original; the two embeddings pickles (N, 10, 1024) are written atomically.
 
     Raises:
-      DataError: `data_dir` lacks a split or a caption, or a caption is not a shapes caption.
+      DataError: `data_dir` lacks a split or a caption, or a caption is not a shapes caption;
+        `out` is the dataset, a file, a folder holding anything but an earlier copy, or cannot be made.
     """
     data_dir, out = Path(data_dir).resolve(), Path(out)
     if out.resolve() == data_dir:
         raise DataError(f"{out}: is the dataset itself; the oracle copy needs a folder of its own")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder; the oracle copy needs a folder of its own")
+    if out.is_dir() and not _is_copy_or_empty(out):
+        raise DataError(f"{out}: holds files of its own (not an earlier oracle copy); "
+                        "choose a new or empty folder, nothing was written")
     splits = {}
     for split in ("train", "test"):  # everything read before anything is written
         data = load_captioned_split(data_dir, split, with_images=False)
@@ -206,7 +225,10 @@ def write_oracle_dataset(data_dir: str | os.PathLike, out: str | os.PathLike, se
         splits[split] = embeddings.reshape(len(data), len(data.captions[0]), -1)
     embeddings_file = EMBEDDING_FILES["cnn-rnn"]
     for folder in (Path(), Path("train"), Path("test")):
-        mkdir_p(out / folder)
+        try:
+            mkdir_p(out / folder)
+        except OSError as err:
+            raise DataError(f"{out / folder}: cannot make the folder ({err.strerror})") from err
         for item in (data_dir / folder).iterdir():
             link = out / folder / item.name
             if (folder == Path() and item.name in ("train", "test")) or item.name == embeddings_file:

@@ -139,15 +139,8 @@ def test_write_oracle_blank_writes_zero_embeddings_the_loader_reads(dataset, tmp
     assert (out / "test" / "char-CNN-RNN-embeddings.pickle").is_file()
 
 
-def test_blank_without_write_oracle_is_one_line(dataset, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        probe.run_cli(probe.main, ["--data_dir", str(dataset), "--blank"])
-    assert exit_info.value.code != 0
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--write-oracle" in err
-
-
 @pytest.mark.parametrize("extra, named", [
+    (["--blank"], "--write-oracle"),
     (["--seed", "1"], "--classify"),
     (["--steps", "10", "--write-oracle", "x"], "--classify"),
     (["--oracle"], "--discriminator"),
@@ -164,6 +157,25 @@ def test_an_option_the_mode_would_ignore_is_one_line(dataset, tmp_path, monkeypa
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and named in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_oracle_refuses_a_file_or_a_folder_of_other_files_and_touches_neither(dataset, tmp_path, capsys):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine\n")
+    folder = tmp_path / "results"
+    (folder / "train").mkdir(parents=True)
+    (folder / "README.md").write_text("mine\n")
+    (folder / "train" / "filenames.pickle").write_text("mine\n")
+    for out, says in ((a_file, "not a folder"), (folder, "holds files of its own")):
+        with pytest.raises(SystemExit) as exit_info:
+            probe.run_cli(probe.main, ["--data_dir", str(dataset), "--write-oracle", str(out)])
+        assert exit_info.value.code != 0
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err
+    assert a_file.read_text() == "mine\n"
+    assert (folder / "README.md").read_text() == "mine\n" and not (folder / "README.md").is_symlink()
+    assert (folder / "train" / "filenames.pickle").read_text() == "mine\n"
+    assert sorted(p.name for p in folder.rglob("*")) == ["README.md", "filenames.pickle", "train"]
 
 
 def test_write_oracle_refuses_to_overwrite_the_dataset(dataset, capsys):
