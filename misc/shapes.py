@@ -42,6 +42,11 @@ complete; `is_complete` checks the manifest. Everything is deterministic from `-
 class `k` draws from its own generator seeded with `(seed, k, j)`, so it does not depend on how many
 images per class are made.
 
+For diagnostics, `--hold NAME=VALUE` (`hold=` here) gives every image the same colour, background,
+size or position, with the random draws otherwise those of the full dataset: copies with less variety,
+to see what a model learns when fewer things vary at once. Such a copy records what it holds in its
+manifest and README.md; it is not the dataset as specified.
+
 Run `python -m misc.shapes --help` (or `make data`).
 """
 from __future__ import annotations
@@ -53,7 +58,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -120,6 +125,7 @@ DIAMOND_ASPECT = 0.75  # width / height; a diamond is never a square turned by 4
 STAR_INNER_RATIO = 0.45  # inner / outer radius of the five-pointed star
 CROSS_ARM = 1.0 / 3.0  # arm thickness / overall width of the plus-shaped cross
 SPLIT_SEED = 2017  # fixes the class split for every --seed
+HOLDABLE: tuple[str, ...] = ("colour", "background", "size", "position")  # see `sample_attributes`
 FORMAT_VERSION = 1
 MANIFEST = "shapes_manifest.json"
 
@@ -157,24 +163,34 @@ def split_classes() -> dict[str, list[dict[str, Any]]]:
             "test": [c for c in classes if c["id"] in test_ids]}
 
 
-def sample_attributes(shape: str, colour: str, rng: np.random.Generator) -> dict[str, Any]:
+def sample_attributes(shape: str, colour: str, rng: np.random.Generator,
+                      hold: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Draw the background, size, position and exact geometry of one image of class (shape, colour).
 
     Args:
       shape: an entry of `SHAPES`.
       colour: a key of `PALETTE`, the shape's colour.
       rng: source of randomness.
+      hold: attribute values every image takes instead of drawing them (`HOLDABLE` names, checked by
+        `check_hold`); None or empty for the dataset as specified. The same random numbers are drawn
+        either way, so a held copy differs from the full dataset only in what is held. A held
+        `colour` replaces the class's colour (its folder name then keeps the nominal one); where a
+        held colour meets the same background, the attribute not held is drawn again among the
+        other colours. The result always describes the image drawn.
 
     Returns:
       A dict with `shape`, `colour`, `background`, `size`, `position`, and the geometry `center`
       ([x, y], fractions of the side, origin top left) and `extent` (the shape's larger dimension,
       fraction of the side), rounded to 4 decimals -- exactly what `render_image` draws.
     """
+    hold = dict(hold or {})
     backgrounds = [name for name in PALETTE if name != colour]
     background = backgrounds[rng.integers(len(backgrounds))]
     size = list(SIZES)[rng.integers(len(SIZES))]
     position = POSITIONS[rng.integers(len(POSITIONS))]
-    extent = SIZES[size] * (1.0 + rng.uniform(-SIZE_JITTER, SIZE_JITTER))
+    jitter = rng.uniform(-SIZE_JITTER, SIZE_JITTER)
+    size, position = hold.get("size", size), hold.get("position", position)
+    extent = SIZES[size] * (1.0 + jitter)
     margin = rng.uniform(*BORDER_MARGIN)
     cx, cy = 0.5 + rng.uniform(-CROSS_AXIS_JITTER, CROSS_AXIS_JITTER, size=2)
     near, far = margin + extent / 2.0, 1.0 - margin - extent / 2.0
@@ -186,6 +202,15 @@ def sample_attributes(shape: str, colour: str, rng: np.random.Generator) -> dict
         cy = near
     elif position == "bottom":
         cy = far
+    # A clash with a held colour is settled by a draw made last, so every other draw stays as it is
+    # without the hold.
+    colour, background = hold.get("colour", colour), hold.get("background", background)
+    if colour == background:
+        others = [name for name in PALETTE if name != colour]
+        if "background" in hold:
+            colour = others[rng.integers(len(others))]
+        else:
+            background = others[rng.integers(len(others))]
     return {
         "shape": shape,
         "colour": colour,
@@ -195,6 +220,26 @@ def sample_attributes(shape: str, colour: str, rng: np.random.Generator) -> dict
         "center": [round(float(cx), 4), round(float(cy), 4)],
         "extent": round(float(extent), 4),
     }
+
+
+def check_hold(hold: Mapping[str, str]) -> dict[str, str]:
+    """Validate `hold` for `sample_attributes`; return it as a plain dict in `HOLDABLE` order.
+
+    Raises:
+      ConfigError: an attribute that cannot be held, a value it does not have, or the shape and
+        background held at the same colour.
+    """
+    values = {"colour": tuple(PALETTE), "background": tuple(PALETTE), "size": tuple(SIZES),
+              "position": POSITIONS}
+    for name, value in hold.items():
+        if name not in values:
+            raise ConfigError(f"cannot hold {name!r}: only {', '.join(HOLDABLE)} can be held "
+                              "(the shape is what a class is)")
+        if value not in values[name]:
+            raise ConfigError(f"cannot hold {name}={value!r}: {name} is one of {', '.join(values[name])}")
+    if "colour" in hold and hold.get("background") == hold["colour"]:
+        raise ConfigError(f"cannot hold colour and background both at {hold['colour']!r}: they always differ")
+    return {name: hold[name] for name in HOLDABLE if name in hold}
 
 
 def _unit_polygon(shape: str) -> np.ndarray:
@@ -459,7 +504,7 @@ _README = """# The `shapes` dataset
 Synthetic StackGAN data written by `python -m misc.shapes` (seed {seed}, {per_class} images per class).
 Each {high}x{high} image shows one flat-coloured shape on a background of its base colour plus Gaussian
 noise (std {sigma} levels). The `{low}images.pickle` files hold bicubic {low}x{low} resizes.
-
+{held}
 ## Attributes
 
 | attribute | values |
@@ -493,7 +538,7 @@ Test ({n_test} classes): {test}
 """
 
 
-def _readme(seed: int, per_class: int, train: list[dict], test: list[dict]) -> str:
+def _readme(seed: int, per_class: int, train: list[dict], test: list[dict], hold: dict[str, str]) -> str:
     palette = "\n".join(f"| {name} | {rgb} | {', '.join(COLOUR_WORDS[name])} |"
                         for name, rgb in PALETTE.items())
     vocab = []
@@ -501,8 +546,14 @@ def _readme(seed: int, per_class: int, train: list[dict], test: list[dict]) -> s
         vocab.append(f"- {title}: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in table.items()))
     vocab.append("- the background colour word comes right before 'background'/'backdrop' or right after "
                  "'background is'; every other colour word names the shape's colour")
+    held = ""
+    if hold:
+        held = ("\n**Held** (`--hold`): " + ", ".join(f"{k} = {v}" for k, v in hold.items())
+                + " in every image, where the table below says otherwise; a diagnostic copy with less "
+                "variety, not the dataset as specified. Class folders keep their nominal colour; "
+                "`attributes.json` and the captions describe each image as drawn.\n")
     return _README.format(
-        seed=seed, per_class=per_class, high=HIGH_RES, low=LOW_RES, sigma=NOISE_SIGMA,
+        held=held, seed=seed, per_class=per_class, high=HIGH_RES, low=LOW_RES, sigma=NOISE_SIGMA,
         shapes=", ".join(SHAPES), positions=", ".join(POSITIONS), jitter=SIZE_JITTER,
         sizes=", ".join(f"{k} {v:.0%}" for k, v in SIZES.items()), palette=palette,
         vocabulary="\n".join(vocab), n_train=len(train), n_test=len(test),
@@ -529,22 +580,23 @@ def is_complete(out_dir: str | os.PathLike) -> bool:
     return all((out_dir / name).is_file() for name in manifest.get("files", []))
 
 
-def _holds(out_dir: Path, seed: int, per_class: int) -> bool:
-    """Whether `out_dir` is a complete shapes dataset made with this seed and size."""
+def _holds(out_dir: Path, seed: int, per_class: int, hold: Mapping[str, str] | None = None) -> bool:
+    """Whether `out_dir` is a complete shapes dataset made with this seed, size and hold."""
     if not is_complete(out_dir):
         return False
     manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
-    return manifest.get("seed") == seed and manifest.get("per_class") == per_class
+    return (manifest.get("seed") == seed and manifest.get("per_class") == per_class
+            and manifest.get("held", {}) == dict(hold or {}))
 
 
 def _write_split(root: Path, name: str, classes: list[dict], seed: int, per_class: int,
-                 bar: tqdm) -> list[str]:
+                 hold: dict[str, str], bar: tqdm) -> list[str]:
     """Render, caption and save one split under `root`; return one example caption per class."""
     filenames, class_ids, high, low, records, examples = [], [], [], [], [], []
     for cls in classes:
         for j in range(1, per_class + 1):
             rng = np.random.default_rng([seed, cls["id"], j])
-            attrs = sample_attributes(cls["shape"], cls["colour"], rng)
+            attrs = sample_attributes(cls["shape"], cls["colour"], rng, hold)
             image = render_image(attrs, HIGH_RES, rng=rng)
             captions = make_captions(attrs, rng)
             filename = f"{cls['dir']}/{cls['colour']}_{cls['shape']}_{j:04d}"
@@ -572,7 +624,8 @@ def _write_split(root: Path, name: str, classes: list[dict], seed: int, per_clas
 
 
 def generate_shapes(out_dir: str | os.PathLike = "Data/shapes", seed: int = 0,
-                    per_class: int = DEFAULT_PER_CLASS, progress: bool = True, force: bool = False) -> Path:
+                    per_class: int = DEFAULT_PER_CLASS, progress: bool = True, force: bool = False,
+                    hold: Mapping[str, str] | None = None) -> Path:
     """Write the shapes dataset in the original release layout (see the module docstring).
 
     Args:
@@ -581,22 +634,25 @@ def generate_shapes(out_dir: str | os.PathLike = "Data/shapes", seed: int = 0,
       per_class: images per class (48 classes; 36 train, 12 test).
       progress: show a progress bar.
       force: regenerate even if `out_dir` already holds a complete dataset with this seed and size.
+      hold: attribute values every image takes (see `sample_attributes`); for diagnostic copies with
+        less variety. Recorded in the manifest (`held`) and the dataset's README.md.
 
     Returns:
       The dataset folder.
 
     Raises:
-      ConfigError: `per_class` is not positive.
+      ConfigError: `per_class` is not positive, or `hold` is invalid (`check_hold`).
       DataError: `out_dir` exists, is not empty and is not a shapes dataset.
     """
     out_dir = Path(out_dir)
     if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
         raise ConfigError(f"shapes per_class must be a positive integer, got {per_class!r}")
+    hold = check_hold(hold or {})
     foreign = not (out_dir / MANIFEST).is_file() and (not out_dir.is_dir() or any(out_dir.iterdir()))
     if out_dir.exists() and foreign:
         raise DataError(f"{out_dir}: exists and is not a shapes dataset (no {MANIFEST}); "
                         "remove it or choose another output folder")
-    if not force and _holds(out_dir, seed, per_class):
+    if not force and _holds(out_dir, seed, per_class, hold):
         return out_dir
 
     splits = split_classes()
@@ -605,10 +661,10 @@ def generate_shapes(out_dir: str | os.PathLike = "Data/shapes", seed: int = 0,
     try:
         total = sum(map(len, splits.values())) * per_class
         with tqdm(total=total, desc="shapes", unit="img", disable=not progress) as bar:
-            examples = {name: _write_split(tmp, name, cls, seed, per_class, bar)
+            examples = {name: _write_split(tmp, name, cls, seed, per_class, hold, bar)
                         for name, cls in splits.items()}
         atomic_write_text(tmp / "example_captions.txt", "\n".join(examples["test"]) + "\n")
-        atomic_write_text(tmp / "README.md", _readme(seed, per_class, splits["train"], splits["test"]))
+        atomic_write_text(tmp / "README.md", _readme(seed, per_class, splits["train"], splits["test"], hold))
         files = ["README.md", "example_captions.txt"] + [
             f"{split}/{name}" for split in splits
             for name in ("filenames.pickle", "class_info.pickle", f"{HIGH_RES}images.pickle",
@@ -622,6 +678,8 @@ def generate_shapes(out_dir: str | os.PathLike = "Data/shapes", seed: int = 0,
             "shapes": list(SHAPES), "sizes": SIZES, "positions": list(POSITIONS),
             "image_sizes": [HIGH_RES, LOW_RES], "files": files,
         }
+        if hold:
+            manifest["held"] = hold
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         _move_into_place(tmp, out_dir)
     finally:
@@ -650,8 +708,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _name_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: `python -m misc.shapes [--out DIR] [--seed N] [--per-class N] [--quiet] [--force]`."""
+    """Command line: `python -m misc.shapes [--out DIR] [--seed N] [--per-class N] [--hold NAME=VALUE]...`."""
     parser = argparse.ArgumentParser(
         prog="python -m misc.shapes",
         description="Write the synthetic `shapes` dataset (coloured shapes with 10 captions per image) "
@@ -666,14 +731,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--force", action="store_true",
                         help="regenerate even if the folder already holds this exact dataset")
+    parser.add_argument("--hold", type=_name_value, action="append", default=[], metavar="NAME=VALUE",
+                        help="give every image this colour, background, size or position (repeatable; "
+                             "e.g. --hold size=large --hold position=centre): a diagnostic copy with "
+                             "less variety, not the dataset as specified. The random draws stay those "
+                             "of the full dataset; captions describe each image as drawn")
     args = parser.parse_args(argv)
+    hold = dict(args.hold)
+    if len(hold) < len(args.hold):
+        parser.error("--hold: each attribute at most once")
+    hold = check_hold(hold)
     out_dir = Path(args.out)
-    if not args.force and _holds(out_dir, args.seed, args.per_class):
-        print(f"{out_dir} already holds this shapes dataset (seed {args.seed}); use --force to rewrite it")
+    held = "".join(f", {name}={value}" for name, value in hold.items())
+    if not args.force and _holds(out_dir, args.seed, args.per_class, hold):
+        print(f"{out_dir} already holds this shapes dataset (seed {args.seed}{held}); use --force to rewrite it")
         return 0
-    generate_shapes(out_dir, seed=args.seed, per_class=args.per_class, progress=not args.quiet, force=True)
+    generate_shapes(out_dir, seed=args.seed, per_class=args.per_class, progress=not args.quiet, force=True,
+                    hold=hold)
     counts = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))["num_images"]
-    print(f"wrote {counts['train']} train and {counts['test']} test images (seed {args.seed}) to {out_dir}")
+    print(f"wrote {counts['train']} train and {counts['test']} test images (seed {args.seed}{held}) to {out_dir}")
     return 0
 
 
