@@ -32,6 +32,14 @@ images (flipped too, except for the position) for `--steps`, then scored on cent
 training and the test images (whose shape-colour pairs it never saw).
 
     python -m misc.probe --classify shape --df-dim 8 --steps 1500
+
+`--decode` asks the same of the Stage-I generator: freshly initialised at `--gf-dim`, without the
+conditioning augmentation's noise and with z = 0, it is trained as a plain decoder from the oracle
+embedding of all five attributes of a training image to that image's centre crop (L1 loss) for
+`--steps`; the judge then reads its outputs for the training and the test images. No discriminator
+is involved, so this bounds how fast the generator can learn to draw what the caption names.
+
+    python -m misc.probe --decode --gf-dim 16 --steps 2000 --data_dir Data/shapes
 """
 from __future__ import annotations
 
@@ -389,6 +397,88 @@ def encoder_classifier(data_dir: str | os.PathLike, attribute: str, df_dim: int,
             "seed": seed, "train": accuracy("train"), "test": accuracy("test")}
 
 
+def generator_decoder(data_dir: str | os.PathLike, gf_dim: int = 16, steps: int = 1500, batch_size: int = 32,
+                      lr: float = 1e-3, seed: int = 0, judge: str | os.PathLike = "models/shapes/judge",
+                      ef_dim: int = 128, z_dim: int = 100, log_every: int = 0,
+                      grid: str | os.PathLike | None = None) -> dict:
+    """Train the Stage-I generator as a decoder of oracle embeddings and let the judge read its outputs.
+
+    Input: the oracle embedding (`oracle_embeddings`) of all five attributes of an image, z = 0, no
+    conditioning-augmentation noise. Target: the image's 64 x 64 centre crop. L1 loss, Adam (beta1
+    0.5, as the GAN's), batches drawn with replacement.
+
+    Args:
+      data_dir: shapes dataset root (or a `misc.shapes --hold` copy).
+      gf_dim, ef_dim, z_dim: the generator's `GAN.GF_DIM`, `GAN.EMBEDDING_DIM`, `Z_DIM` (the
+        defaults are those of `stageI/cfg/shapes.yml`).
+      steps, batch_size, lr, seed: training settings.
+      judge: folder of the trained shapes judge.
+      log_every: print the judge's readings every this many steps (0: only at the end).
+      grid: if given, write the outputs for 8 x 8 test images, spread over the split, to this file.
+
+    Returns:
+      dict with the settings, the last batch's `l1` and, for `train` and `test`, the fraction of
+      the split's outputs whose attribute the judge reads as the image's (moving-average batch norm).
+    """
+    import keras
+    import tensorflow as tf
+
+    from misc.judge import accuracy_per_attribute, load_judge
+    from stageI.model import StageIGenerator
+
+    if min(steps, batch_size, gf_dim) < 1:
+        raise DataError(f"--decode needs positive steps, batch size and --gf-dim, got --steps {steps}, "
+                        f"batch size {batch_size} and --gf-dim {gf_dim}")
+    reader = load_judge(judge)
+    keras.utils.set_random_seed(seed)
+    targets, inputs, records = {}, {}, {}
+    for split in ("train", "test"):
+        data = load_captioned_split(data_dir, split)
+        records[split] = read_attributes(data_dir, split, data.filenames)
+        targets[split] = images_to_float(center_crop(data.images))
+        inputs[split] = oracle_embeddings([{k: r[k] for k in ATTRIBUTE_NAMES} for r in records[split]])
+    generator = StageIGenerator(gf_dim=gf_dim, ef_dim=ef_dim, z_dim=z_dim, cond_augmentation=False)
+    generator.build(((None, inputs["train"].shape[1]), (None, z_dim)))
+    optimizer = keras.optimizers.Adam(lr, beta_1=0.5)
+
+    @tf.function
+    def train_step(e, x):
+        with tf.GradientTape() as tape:
+            y, _, _ = generator((e, tf.zeros((tf.shape(e)[0], z_dim))), training=True)
+            loss = tf.reduce_mean(tf.abs(y - x))
+        grads = tape.gradient(loss, generator.trainable_variables)
+        optimizer.apply_gradients(zip(grads, generator.trainable_variables))
+        return loss
+
+    def outputs(split):
+        e = inputs[split]
+        y = np.concatenate([generator((e[i:i + 256], np.zeros((len(e[i:i + 256]), z_dim), np.float32)),
+                                      training=False)[0] for i in range(0, len(e), 256)])
+        return np.clip(np.rint((y + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+    def readings():
+        return {split: accuracy_per_attribute(reader, outputs(split), records[split]) for split in ("train", "test")}
+
+    rng = np.random.default_rng(seed)
+    for step in range(1, steps + 1):
+        picks = rng.integers(0, len(targets["train"]), batch_size)
+        loss = float(train_step(inputs["train"][picks], targets["train"][picks]))
+        if log_every and step % log_every == 0 and step < steps:
+            read = readings()
+            print(f"step {step}: L1 {loss:.3f}, shape read on train {read['train']['shape']:.3f}, "
+                  f"test {read['test']['shape']:.3f}", flush=True)
+    result = {"gf_dim": gf_dim, "steps": steps, "seed": seed, "l1": loss, **readings()}
+    if grid:
+        from PIL import Image
+
+        picks = np.linspace(0, len(inputs["test"]) - 1, 64).astype(int)
+        tiles = outputs("test")[picks]
+        rows = [np.concatenate(list(tiles[r * 8:(r + 1) * 8]), axis=1) for r in range(8)]
+        mkdir_p(Path(grid).parent)
+        Image.fromarray(np.concatenate(rows, axis=0)).save(grid)
+    return result
+
+
 def format_table(result: dict) -> str:
     lines = [f"{'attribute':<12}{'train':>8}{'test':>8}{'majority':>10}{'captions (test)':>17}"]
     for name, r in result.items():
@@ -399,18 +489,22 @@ def format_table(result: dict) -> str:
 
 
 # The modes of the command (None: the embedding probe) and the options that only one mode reads.
-_MODES = {"write_oracle": "--write-oracle", "discriminator": "--discriminator", "classify": "--classify"}
+_MODES = {"write_oracle": "--write-oracle", "discriminator": "--discriminator", "classify": "--classify",
+          "decode": "--decode"}
 _MODE_OPTIONS = {  # dest: (flag, the modes that read it)
     "ridge": ("--ridge", (None,)),
-    "json": ("--json", (None, "classify", "discriminator")),
+    "json": ("--json", (None, "classify", "discriminator", "decode")),
     "blank": ("--blank", ("write_oracle",)),
     "oracle": ("--oracle", ("discriminator",)),
     "encoder": ("--encoder", ("discriminator",)),
     "images": ("--images", ("discriminator",)),
     "df_dim": ("--df-dim", ("classify",)),
     "paper_activations": ("--paper-activations", ("classify",)),
-    "steps": ("--steps", ("classify",)),
-    "seed": ("--seed", ("classify",)),
+    "steps": ("--steps", ("classify", "decode")),
+    "seed": ("--seed", ("classify", "decode")),
+    "gf_dim": ("--gf-dim", ("decode",)),
+    "judge": ("--judge", ("decode",)),
+    "grid": ("--grid", ("decode",)),
 }
 
 
@@ -462,11 +556,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --classify: the encoder's width, GAN.DF_DIM (default: %(default)s)")
     parser.add_argument("--paper-activations", action="store_true",
                         help="with --classify: leaky ReLU after convolutions 3 and 4 (GAN.D_PAPER_ACTIVATIONS)")
+    parser.add_argument("--decode", action="store_true",
+                        help="instead, train the Stage-I generator as a plain decoder (oracle embedding of an "
+                             "image's five attributes to the image, L1 loss, no discriminator) and report "
+                             "what the judge reads in its outputs")
+    parser.add_argument("--gf-dim", type=int, default=16,
+                        help="with --decode: the generator's width, GAN.GF_DIM (default: %(default)s)")
+    parser.add_argument("--judge", default="models/shapes/judge",
+                        help="with --decode: the shapes judge (default: %(default)s)")
+    parser.add_argument("--grid", metavar="FILE",
+                        help="with --decode: also write the outputs for 64 test images to this image file")
     parser.add_argument("--steps", type=int, default=1500,
-                        help="with --classify: training steps of batch 32 (default: %(default)s)")
+                        help="with --classify or --decode: training steps of batch 32 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="with --classify: seed of the initial weights and of the crops; the test-image "
-                             "accuracy of the shape moves by more than 0.2 between seeds (default: %(default)s)")
+                        help="with --classify or --decode: seed of the initial weights and of the batches; "
+                             "with --classify the test-image accuracy of the shape moves by more than 0.2 "
+                             "between seeds (default: %(default)s)")
     args = parser.parse_args(argv)
     mode = _mode(parser, args)
     if not Path(args.data_dir).is_dir():
@@ -479,6 +584,17 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{activations} activations, seed {args.seed}) after {args.steps} steps: "
               f"train images {result['train']:.3f}, test images {result['test']:.3f}, "
               f"chance {1 / len(ATTRIBUTES[args.classify]):.3f}")
+        if args.json:
+            atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
+        return 0
+    if mode == "decode":
+        result = generator_decoder(args.data_dir, args.gf_dim, steps=args.steps, seed=args.seed,
+                                   judge=args.judge, log_every=250, grid=args.grid)
+        print(f"the Stage-I generator (GF_DIM {args.gf_dim}, seed {args.seed}) as a decoder of oracle "
+              f"embeddings after {args.steps} steps, L1 {result['l1']:.3f}; the judge reads as the image's:")
+        print(f"{'attribute':<12}{'train':>8}{'test':>8}")
+        for name in ATTRIBUTE_NAMES:
+            print(f"{name:<12}{result['train'][name]:>8.3f}{result['test'][name]:>8.3f}")
         if args.json:
             atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
         return 0

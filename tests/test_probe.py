@@ -148,6 +148,9 @@ def test_write_oracle_blank_writes_zero_embeddings_the_loader_reads(dataset, tmp
     (["--ridge", "2", "--classify", "shape"], "embedding probe"),
     (["--json", "x.json", "--write-oracle", "x"], "--discriminator"),
     (["--classify", "shape", "--discriminator", "run"], "choose one"),
+    (["--gf-dim", "8", "--classify", "shape"], "--decode"),
+    (["--grid", "x.png"], "--decode"),
+    (["--decode", "--classify", "shape"], "choose one"),
 ])
 def test_an_option_the_mode_would_ignore_is_one_line(dataset, tmp_path, monkeypatch, capsys, extra, named):
     monkeypatch.chdir(tmp_path)  # where a relative "x" would land if the command ran anyway
@@ -258,3 +261,46 @@ def test_classify_bad_settings_are_one_line(dataset, capsys):
     assert exit_info.value.code != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--steps" in err
+
+
+@pytest.fixture(scope="module")
+def untrained_judge(tmp_path_factory):
+    """An untrained tiny judge in the layout `train_judge` writes (enough to read outputs with)."""
+    import keras
+
+    from misc.judge import DONE_FILE, JUDGE_FILE, ShapesJudge
+
+    judge = tmp_path_factory.mktemp("judge")
+    keras.utils.set_random_seed(0)
+    network = ShapesJudge(channels=4, feature_dim=16)
+    network.build()
+    network.save(judge / JUDGE_FILE)
+    (judge / DONE_FILE).write_text("done\n")
+    return judge
+
+
+def test_decode_trains_the_generator_towards_the_images_and_writes_json_and_grid(dataset, untrained_judge,
+                                                                                   tmp_path, capsys):
+    first = probe.generator_decoder(dataset, gf_dim=2, steps=1, judge=untrained_judge)
+    out, grid = tmp_path / "decode.json", tmp_path / "grid.png"
+    assert probe.main(["--data_dir", str(dataset), "--decode", "--gf-dim", "2", "--steps", "60",
+                       "--judge", str(untrained_judge), "--json", str(out), "--grid", str(grid)]) == 0
+    printed = capsys.readouterr().out
+    assert "GF_DIM 2" in printed and "after 60 steps" in printed
+    result = json.loads(out.read_text())
+    assert result["steps"] == 60 and result["gf_dim"] == 2
+    assert result["l1"] < first["l1"]  # it learns to draw the images (a mean colour at least)
+    for split in ("train", "test"):
+        assert set(result[split]) == set(shapes.ATTRIBUTE_NAMES)
+        assert all(0.0 <= v <= 1.0 for v in result[split].values())
+    from PIL import Image
+    assert Image.open(grid).size == (8 * 64, 8 * 64)
+
+
+def test_decode_bad_settings_are_one_line(dataset, untrained_judge, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        probe.run_cli(probe.main, ["--data_dir", str(dataset), "--decode", "--gf-dim", "0",
+                                   "--judge", str(untrained_judge)])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--gf-dim" in err
