@@ -87,6 +87,22 @@ def test_recolour_repaints_like_the_generator():
     assert np.array_equal(kept[0], image) and records == [attrs]
 
 
+def test_blur_softens_edges_and_keeps_colours():
+    rng = np.random.default_rng(0)
+    attrs = shapes.sample_attributes("star", "red", rng, {"size": "large", "position": "centre"})
+    image = shapes.downsample(shapes.render_image(attrs, rng=rng))[6:70, 6:70]
+    images = np.stack([image, image])
+    kept = judge_module.blur(images, np.random.default_rng(1), probability=0.0)
+    assert np.array_equal(kept, images)
+    soft = judge_module.blur(images, np.random.default_rng(1), probability=1.0, sigma=(1.5, 1.5))
+    assert soft.dtype == np.uint8 and soft.shape == images.shape
+    steps = lambda x: np.abs(np.diff(x.astype(int), axis=1)).max()  # the sharpest horizontal edge
+    assert steps(soft[0]) < 0.6 * steps(image)
+    assert np.abs(soft[0].reshape(-1, 3).mean(0) - image.reshape(-1, 3).mean(0)).max() < 2.0
+    assert np.abs(soft[0, 32, 32].astype(int) - shapes.PALETTE["red"]).max() <= 2  # inside the star
+    assert np.array_equal(images[0], image)  # the input is not changed
+
+
 def test_fit_to_input():
     image = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     assert fit_to_input(image).shape == (64, 64, 3) and fit_to_input(image).dtype == np.uint8
@@ -181,3 +197,6 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         run_cli(judge_module.main, ["--data_dir", str(tmp_path), "--epochs", "0"])
     assert info.value.code == 2 and "must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        run_cli(judge_module.main, ["--data_dir", str(tmp_path), "--blur-probability", "1.5"])
+    assert info.value.code == 2 and "--blur-probability must lie in [0, 1]" in capsys.readouterr().err
