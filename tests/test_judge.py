@@ -200,3 +200,6 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         run_cli(judge_module.main, ["--data_dir", str(tmp_path), "--blur-probability", "1.5"])
     assert info.value.code == 2 and "--blur-probability must lie in [0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        run_cli(judge_module.main, ["--data_dir", str(tmp_path), "--blur-sigma", "2", "1"])
+    assert info.value.code == 2 and "--blur-sigma needs 0 < LOW <= HIGH" in capsys.readouterr().err
