@@ -642,7 +642,8 @@ def generate_shapes(out_dir: str | os.PathLike = "Data/shapes", seed: int = 0,
 
     Raises:
       ConfigError: `per_class` is not positive, or `hold` is invalid (`check_hold`).
-      DataError: `out_dir` exists, is not empty and is not a shapes dataset.
+      DataError: `out_dir` exists, is not empty and is not a shapes dataset, or `hold` is given and
+        `out_dir` holds the full dataset (a held copy never replaces it).
     """
     out_dir = Path(out_dir)
     if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
@@ -654,6 +655,9 @@ def generate_shapes(out_dir: str | os.PathLike = "Data/shapes", seed: int = 0,
                         "remove it or choose another output folder")
     if not force and _holds(out_dir, seed, per_class, hold):
         return out_dir
+    if hold and is_complete(out_dir) and "held" not in json.loads((out_dir / MANIFEST).read_text(encoding="utf-8")):
+        raise DataError(f"{out_dir}: holds the full shapes dataset, which a copy with held attributes would "
+                        "replace; write the copy into another folder (--out)")
 
     splits = split_classes()
     mkdir_p(out_dir.parent)

@@ -403,6 +403,19 @@ def test_pixels_of_a_held_colour(tmp_path):
         assert np.abs(image[:10, :10].reshape(-1, 3).mean(0) - shapes.PALETTE["black"]).max() < 4
 
 
+def test_a_held_copy_never_replaces_the_full_dataset(tmp_path):
+    full = shapes.generate_shapes(tmp_path / "shapes", seed=0, per_class=1, progress=False)
+    before = (full / "train" / "76images.pickle").read_bytes()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, "-m", "misc.shapes", "--out", str(full), "--per-class", "1",
+                             "--hold", "size=large"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{full}: holds the full shapes dataset" in result.stderr
+    assert (full / "train" / "76images.pickle").read_bytes() == before
+    assert "held" not in json.loads((full / shapes.MANIFEST).read_text())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shapes"]  # no partial folder left behind
+
+
 def test_a_different_hold_rewrites_the_copy(tmp_path, capsys):
     out = str(tmp_path / "copy")
     assert shapes.main(["--out", out, "--per-class", "1", "--quiet", "--hold", "size=small"]) == 0
