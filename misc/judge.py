@@ -64,9 +64,9 @@ FEATURE_DIM = 256
 # Most training images are repainted in other colours (`recolour`); the rest are shown as they are.
 RECOLOUR_PROBABILITY = 0.8
 # Training crops can be blurred (`blur`, Gaussian, standard deviation drawn uniformly from BLUR_SIGMA
-# pixels): generated images have soft edges and no background noise, and the judge trained on sharp,
-# noisy images only reads a generator's soft triangles, circles and stars mostly as squares (README,
-# "The judge misreads soft shapes"). Off by default for now: every judge figure in the README was
+# pixels): generated images are flat, without the real images' background noise, and the judge
+# trained on the real images alone misreads many of their shapes, soft or crisp (README, "The default
+# judge misreads generated shapes"). Off by default for now: every judge figure in the README was
 # read without it. With it at 0.5 and (0.5, 2.0) the judge read the real test images' shapes less
 # well after 30 epochs (0.87 against 0.97); with (0.3, 1.5) and 60 epochs as well (0.98).
 BLUR_PROBABILITY = 0.0
