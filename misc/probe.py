@@ -414,7 +414,8 @@ def generator_decoder(data_dir: str | os.PathLike, gf_dim: int = 16, steps: int 
       steps, batch_size, lr, seed: training settings.
       judge: folder of the trained shapes judge.
       log_every: print the judge's readings every this many steps (0: only at the end).
-      grid: if given, write the outputs for 8 x 8 test images, spread over the split, to this file.
+      grid: if given, write the outputs for 8 x 8 test images, spread over the split, to this file
+        (JPEG if it ends in .jpg or .jpeg, else PNG).
 
     Returns:
       dict with the settings, the last batch's `l1` and, for `train` and `test`, the fraction of
@@ -424,11 +425,20 @@ def generator_decoder(data_dir: str | os.PathLike, gf_dim: int = 16, steps: int 
     import tensorflow as tf
 
     from misc.judge import accuracy_per_attribute, load_judge
+    from misc.sheets import save_image
+    from misc.visualize import to_uint8
     from stageI.model import StageIGenerator
 
     if min(steps, batch_size, gf_dim) < 1:
         raise DataError(f"--decode needs positive steps, batch size and --gf-dim, got --steps {steps}, "
                         f"batch size {batch_size} and --gf-dim {gf_dim}")
+    if grid:  # found out before the training, not after it
+        if Path(grid).is_dir():
+            raise DataError(f"--grid {grid}: is a folder; give an image file name")
+        try:
+            mkdir_p(Path(grid).parent)
+        except OSError as err:
+            raise DataError(f"--grid {grid}: cannot make its folder ({err.strerror})") from err
     reader = load_judge(judge)
     keras.utils.set_random_seed(seed)
     targets, inputs, records = {}, {}, {}
@@ -452,9 +462,9 @@ def generator_decoder(data_dir: str | os.PathLike, gf_dim: int = 16, steps: int 
 
     def outputs(split):
         e = inputs[split]
-        y = np.concatenate([generator((e[i:i + 256], np.zeros((len(e[i:i + 256]), z_dim), np.float32)),
-                                      training=False)[0] for i in range(0, len(e), 256)])
-        return np.clip(np.rint((y + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        return to_uint8(np.concatenate([
+            generator((e[i:i + 256], np.zeros((len(e[i:i + 256]), z_dim), np.float32)), training=False)[0]
+            for i in range(0, len(e), 256)]))
 
     def readings():
         return {split: accuracy_per_attribute(reader, outputs(split), records[split]) for split in ("train", "test")}
@@ -469,13 +479,11 @@ def generator_decoder(data_dir: str | os.PathLike, gf_dim: int = 16, steps: int 
                   f"test {read['test']['shape']:.3f}", flush=True)
     result = {"gf_dim": gf_dim, "steps": steps, "seed": seed, "l1": loss, **readings()}
     if grid:
-        from PIL import Image
-
         picks = np.linspace(0, len(inputs["test"]) - 1, 64).astype(int)
-        tiles = outputs("test")[picks]
-        rows = [np.concatenate(list(tiles[r * 8:(r + 1) * 8]), axis=1) for r in range(8)]
-        mkdir_p(Path(grid).parent)
-        Image.fromarray(np.concatenate(rows, axis=0)).save(grid)
+        tiles = outputs("test")[picks]  # (64, s, s, 3) -> 8 rows of 8
+        size = tiles.shape[1]
+        save_image(tiles.reshape(8, 8, size, size, 3).transpose(0, 2, 1, 3, 4).reshape(8 * size, 8 * size, 3),
+                   grid)
     return result
 
 

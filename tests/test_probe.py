@@ -297,10 +297,25 @@ def test_decode_trains_the_generator_towards_the_images_and_writes_json_and_grid
     assert Image.open(grid).size == (8 * 64, 8 * 64)
 
 
-def test_decode_bad_settings_are_one_line(dataset, untrained_judge, capsys):
+@pytest.mark.parametrize("extra, says", [
+    (["--gf-dim", "0"], "--gf-dim"),
+    (["--grid", "{tmp}"], "is a folder"),
+    (["--grid", "{tmp}/a_file/grid.png"], "cannot make its folder"),
+])
+def test_decode_bad_settings_are_one_line_before_any_training(dataset, untrained_judge, tmp_path, capsys,
+                                                               monkeypatch, extra, says):
+    import stageI.model
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the generator was built before the settings were checked")
+
+    monkeypatch.setattr(stageI.model, "StageIGenerator", no_training)
+    (tmp_path / "a_file").write_text("mine\n")
+    extra = [e.format(tmp=tmp_path) for e in extra]
     with pytest.raises(SystemExit) as exit_info:
-        probe.run_cli(probe.main, ["--data_dir", str(dataset), "--decode", "--gf-dim", "0",
-                                   "--judge", str(untrained_judge)])
+        probe.run_cli(probe.main, ["--data_dir", str(dataset), "--decode", "--steps", "1",
+                                   "--judge", str(untrained_judge)] + extra)
     assert exit_info.value.code != 0
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--gf-dim" in err
+    assert len(err.splitlines()) == 1 and says in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
