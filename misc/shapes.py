@@ -43,7 +43,7 @@ class `k` draws from its own generator seeded with `(seed, k, j)`, so it does no
 images per class are made.
 
 For diagnostics, `--hold NAME=VALUE` (`hold=` here) gives every image the same colour, background,
-size or position, with the random draws otherwise those of the full dataset: copies with less variety,
+size or position, every other attribute as in the full dataset: copies with less variety,
 to see what a model learns when fewer things vary at once. Such a copy records what it holds in its
 manifest and README.md; it is not the dataset as specified.
 
@@ -173,10 +173,10 @@ def sample_attributes(shape: str, colour: str, rng: np.random.Generator,
       rng: source of randomness.
       hold: attribute values every image takes instead of drawing them (`HOLDABLE` names, checked by
         `check_hold`); None or empty for the dataset as specified. The same random numbers are drawn
-        either way, so a held copy differs from the full dataset only in what is held. A held
-        `colour` replaces the class's colour (its folder name then keeps the nominal one); where a
-        held colour meets the same background, the attribute not held is drawn again among the
-        other colours. The result always describes the image drawn.
+        either way, so the attributes and geometry not held are those of the full dataset, except
+        where a held colour equals the other colour: that one is then drawn again among the other
+        colours, with one more draw from `rng`. A held `colour` replaces the class's colour (its
+        folder name keeps the nominal one). The result always describes the image drawn.
 
     Returns:
       A dict with `shape`, `colour`, `background`, `size`, `position`, and the geometry `center`
@@ -202,7 +202,7 @@ def sample_attributes(shape: str, colour: str, rng: np.random.Generator,
         cy = near
     elif position == "bottom":
         cy = far
-    # A clash with a held colour is settled by a draw made last, so every other draw stays as it is
+    # A clash with a held colour is settled by a draw made last, so the draws above stay as they are
     # without the hold.
     colour, background = hold.get("colour", colour), hold.get("background", background)
     if colour == background:
@@ -738,8 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hold", type=_name_value, action="append", default=[], metavar="NAME=VALUE",
                         help="give every image this colour, background, size or position (repeatable; "
                              "e.g. --hold size=large --hold position=centre): a diagnostic copy with "
-                             "less variety, not the dataset as specified. The random draws stay those "
-                             "of the full dataset; captions describe each image as drawn")
+                             "less variety, not the dataset as specified. The attributes not held are "
+                             "those of the full dataset; captions describe each image as drawn")
     args = parser.parse_args(argv)
     hold = dict(args.hold)
     if len(hold) < len(args.hold):
