@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -48,7 +49,8 @@ import_tensorflow()  # quietly, before the modules below import TensorFlow
 from misc.datasets import image_file_name  # noqa: E402
 from misc.inception import DEFAULT_VARIANT, VARIANTS, build_inception, extract  # noqa: E402
 from misc.judge import (  # noqa: E402
-    ATTRIBUTES_FILE, INPUT_SIZE, JUDGE_FILE, fit_to_input, judge_images, load_judge, read_attributes,
+    ATTRIBUTES_FILE, INPUT_SIZE, JUDGE_FILE, fit_to_input, judge_images, judge_training, load_judge,
+    read_attributes, stale_judge_note,
 )
 from misc.metrics import (  # noqa: E402
     IS_SPLITS, R_PRECISION_CANDIDATES, feature_statistics, frechet_distance, inception_score, r_precision,
@@ -460,6 +462,9 @@ def evaluate(images: str | os.PathLike, data_dir: str | os.PathLike = "Data/shap
     # Load every network before the long work, so a bad file fails at once.
     scored_by_judge = (data_dir / split / ATTRIBUTES_FILE).is_file()
     judge_model = load_judge(judge) if scored_by_judge else None
+    note = stale_judge_note(judge) if scored_by_judge else None
+    if note:
+        print(note, file=sys.stderr)
     text_encoder, image_encoder = load_text_encoder(encoder), load_image_encoder(encoder)
     inception = None
     if inception_weights is not None:
@@ -475,6 +480,7 @@ def evaluate(images: str | os.PathLike, data_dir: str | os.PathLike = "Data/shap
         "source_images": len(set(sources.tolist())), "split_images": len(data), "image_size": side,
         "weights": {
             "judge": str(judge / JUDGE_FILE) if scored_by_judge else None,
+            "judge_training": judge_training(judge) if scored_by_judge else None,
             "text_encoder": str(encoder / TEXT_ENCODER_FILE), "image_encoder": str(encoder / IMAGE_ENCODER_FILE),
             "inception": str(inception_weights) if inception_weights is not None else None,
         },

@@ -7,6 +7,7 @@ network (the real Inception-v3 takes about a second per image on a CPU: its own 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -22,7 +23,7 @@ from misc.evaluate import (
     EVAL_FILE, Sample, attribute_accuracy, find_samples, format_table, parse_sample_name, real_view,
 )
 from misc.inception import IMAGE_SIZE, build_inception
-from misc.judge import ATTRIBUTES, DONE_FILE, JUDGE_FILE, ShapesJudge
+from misc.judge import ATTRIBUTES, DONE_FILE, JUDGE_FILE, OPTIONS_FILE, ShapesJudge
 from misc.text_encoder import IMAGE_ENCODER_FILE, TEXT_ENCODER_FILE, ImageEncoder, load_captioned_split
 
 CANDIDATES = 10  # the tiny test split has 24 images, fewer than AttnGAN's 100
@@ -179,6 +180,19 @@ def test_real_images_score_as_their_own_ceiling(setup, tmp_path, capsys):
     for text in ("48 generated images (64x64)", "of split 'test'", "seed 0", "R-precision (1 of 10", "skipped",
                  str(setup[1] / JUDGE_FILE), f"wrote {images / EVAL_FILE}"):
         assert text in out, text
+
+
+def test_a_judge_trained_without_blur_is_noted(setup, tmp_path, capsys):
+    data_dir, judge, encoder = setup
+    old = tmp_path / "old_judge"
+    shutil.copytree(judge, old)
+    (old / OPTIONS_FILE).write_text(json.dumps({"epochs": 30, "steps": 690, "seed": 0}))
+    images = _write_samples(tmp_path / "real", data_dir)
+    assert evaluate.main(_args(setup, images, "--judge", str(old))) == 0
+    err = capsys.readouterr().err
+    assert f"note: {old / OPTIONS_FILE}: this judge was trained without blurred crops" in err
+    training = json.loads((images / EVAL_FILE).read_text())["weights"]["judge_training"]
+    assert training["epochs"] == 30 and training["blur_probability"] is None
 
 
 def test_noise_is_further_from_real_images_than_real_images(setup, tmp_path, capsys):

@@ -13,7 +13,8 @@ from misc.cli import run_cli
 from misc.errors import CheckpointError, DataError
 from misc.judge import (
     ATTRIBUTES, DONE_FILE, JUDGE_FILE, OPTIONS_FILE, ShapesJudge, attribute_labels,
-    fit_to_input, judge_images, load_judge, read_attributes, recolour, train_judge,
+    fit_to_input, judge_images, judge_training, load_judge, read_attributes, recolour, stale_judge_note,
+    train_judge,
 )
 from misc.text_encoder import images_to_float, load_captioned_split
 
@@ -158,6 +159,24 @@ def test_train_writes_judge_options_and_done(trained):
     for split, n in (("train", 72), ("test", 24)):
         assert options["accuracy"][split]["images"] == n
         assert all(0.0 <= options["accuracy"][split][name] <= 1.0 for name in ATTRIBUTES)
+
+
+def test_default_judge_blurs_and_an_unblurred_one_is_noted(trained, tmp_path):
+    out, summary = trained
+    # The defaults: half the crops blurred, sigma 0.3-1.5 px, 60 epochs (README, "The judge reads
+    # generated shapes").
+    assert (summary["blur_probability"], summary["blur_sigma"]) == (0.5, [0.3, 1.5])
+    assert judge_module.DEFAULT_EPOCHS == 60
+    assert stale_judge_note(out) is None
+    assert judge_training(out)["blur_probability"] == 0.5 and judge_training(out)["steps"] == 2
+    old = tmp_path / "old_judge"
+    old.mkdir()
+    options = {key: value for key, value in summary.items() if not key.startswith("blur")}
+    (old / OPTIONS_FILE).write_text(json.dumps(options))  # as the judge before blur wrote it
+    note = stale_judge_note(old)
+    assert note.startswith(f"note: {old / OPTIONS_FILE}: this judge was trained without blurred crops")
+    assert f"rm -r {old} && make judge" in note and "\n" not in note
+    assert stale_judge_note(tmp_path / "missing") is None and judge_training(tmp_path / "missing") is None
 
 
 def test_saved_judge_loads_and_reads_images(trained, dataset):
