@@ -434,8 +434,8 @@ def stale_judge_note(path: str | os.PathLike) -> str | None:
     if float(options.get("blur_probability", 0.0)) > 0.0:
         return None
     return (f"note: {options_file}: this judge was trained without blurred crops (the earlier default) and "
-            "misreads many generated shapes; for the current judge: rm -r "
-            f"{Path(path)} && make judge")
+            "misreads many generated shapes; retrain it with `python -m misc.judge --data_dir DATA_DIR --out "
+            f"{Path(path)}` (the default folder: rm -r models/shapes/judge && make judge)")
 
 
 def judge_training(path: str | os.PathLike) -> dict | None:

@@ -175,7 +175,7 @@ def test_default_judge_blurs_and_an_unblurred_one_is_noted(trained, tmp_path):
     (old / OPTIONS_FILE).write_text(json.dumps(options))  # as the judge before blur wrote it
     note = stale_judge_note(old)
     assert note.startswith(f"note: {old / OPTIONS_FILE}: this judge was trained without blurred crops")
-    assert f"rm -r {old} && make judge" in note and "\n" not in note
+    assert f"python -m misc.judge --data_dir DATA_DIR --out {old}`" in note and "\n" not in note
     assert stale_judge_note(tmp_path / "missing") is None and judge_training(tmp_path / "missing") is None
 
 
