@@ -11,7 +11,8 @@ can tell whether a generated image shows what its caption asks for. `misc.evalua
   attribute: shape, colour, background, size, position;
 * `train_judge` trains it on the TRAIN split (random 64x64 crops of the 76x76 images, the view the
   Stage-I GAN trains on; no flips, because captions say "on the left"; most images repainted in
-  other palette colours by `recolour`, so that shape and colour are learnt apart), then measures
+  other palette colours by `recolour`, so that shape and colour are learnt apart; half of the crops
+  blurred by `blur`, so that flat, soft generated shapes read as what they are), then measures
   its accuracy on the TEST split's centre crops, whose (shape, colour) classes it never saw: the
   ceiling of every judge score;
 * `load_judge`, `judge_images`: load a trained judge and apply it.
