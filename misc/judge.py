@@ -55,8 +55,8 @@ OPTIONS_FILE = "train_options.json"
 DONE_FILE = "DONE"  # written last by `train_judge`: the judge and its options are complete
 INPUT_SIZE = 64  # Stage-I's output side; real 76x76 images are cropped to it, larger images resized
 # Measured on the shapes dataset (README 'Evaluation'): 60 epochs of the 1440 training images with
-# half of the crops blurred (1380 steps, about 11 idle CPU minutes) give test-split accuracies of
-# 0.98 to 1.00 per attribute. Without blur, 30 epochs were enough for the real images.
+# half of the crops blurred (1380 steps, 628 s on 2 CPU cores beside another job) give test-split
+# accuracies of 0.977 to 1.000 per attribute. Without blur, 30 epochs were enough for the real images.
 DEFAULT_EPOCHS = 60
 BATCH_SIZE = 64
 LEARNING_RATE = 2e-3
@@ -422,32 +422,32 @@ def train_judge(data_dir: str | os.PathLike, out: str | os.PathLike, epochs: int
     return summary
 
 
-def stale_judge_note(path: str | os.PathLike) -> str | None:
-    """A one-line note when the judge in folder `path` was trained without blurred crops, else None.
-
-    Such a judge (the default before blur was) reads real shapes well but misreads many generated
-    ones, so its shape figures for generated images are a lower bound.
-    """
-    options_file = Path(path) / OPTIONS_FILE
-    try:
-        options = json.loads(options_file.read_text())
-    except (OSError, ValueError):
-        return None
-    if float(options.get("blur_probability", 0.0)) > 0.0:
-        return None
-    return (f"note: {options_file}: this judge was trained without blurred crops (the earlier default) and "
-            "misreads many generated shapes; retrain it with `python -m misc.judge --data_dir DATA_DIR --out "
-            f"{Path(path)}` (the default folder: rm -r models/shapes/judge && make judge)")
-
-
 def judge_training(path: str | os.PathLike) -> dict | None:
-    """The settings the judge in folder `path` was trained with (epochs, blur), for a report."""
+    """The settings the judge in folder `path` was trained with (epochs, blur), for a report.
+
+    None when the folder has no readable `train_options.json`; a setting the file lacks (a judge
+    trained before the option existed) is None.
+    """
     try:
         options = json.loads((Path(path) / OPTIONS_FILE).read_text())
     except (OSError, ValueError):
         return None
     return {key: options.get(key) for key in ("epochs", "steps", "seed", "recolour_probability",
                                                "blur_probability", "blur_sigma")}
+
+
+def stale_judge_note(path: str | os.PathLike) -> str | None:
+    """A one-line note when the judge in folder `path` was trained without blurred crops, else None.
+
+    Such a judge (the default before blur was) reads real shapes well but misreads many generated
+    ones, so its shape figures for generated images are a lower bound.
+    """
+    training = judge_training(path)
+    if training is None or (training["blur_probability"] or 0.0) > 0.0:
+        return None
+    return (f"note: {Path(path) / OPTIONS_FILE}: this judge was trained without blurred crops (the earlier "
+            "default) and misreads many generated shapes; retrain it with `python -m misc.judge --data_dir "
+            f"DATA_DIR --out {Path(path)}` (the default folder: rm -r models/shapes/judge && make judge)")
 
 
 def load_judge(path: str | os.PathLike) -> ShapesJudge:
