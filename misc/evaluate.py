@@ -49,7 +49,7 @@ import_tensorflow()  # quietly, before the modules below import TensorFlow
 from misc.datasets import image_file_name  # noqa: E402
 from misc.inception import DEFAULT_VARIANT, VARIANTS, build_inception, extract  # noqa: E402
 from misc.judge import (  # noqa: E402
-    ATTRIBUTES_FILE, INPUT_SIZE, JUDGE_FILE, fit_to_input, judge_images, judge_training, load_judge,
+    ATTRIBUTES_FILE, INPUT_SIZE, fit_to_input, judge_file_and_folder, judge_images, judge_training, load_judge,
     read_attributes, stale_judge_note,
 )
 from misc.metrics import (  # noqa: E402
@@ -479,7 +479,7 @@ def evaluate(images: str | os.PathLike, data_dir: str | os.PathLike = "Data/shap
         "samples": len(samples), "captions": len(set(zip(sources.tolist(), caption_ids.tolist()))),
         "source_images": len(set(sources.tolist())), "split_images": len(data), "image_size": side,
         "weights": {
-            "judge": str(judge / JUDGE_FILE) if scored_by_judge else None,
+            "judge": str(judge_file_and_folder(judge)[0]) if scored_by_judge else None,
             "judge_training": judge_training(judge) if scored_by_judge else None,
             "text_encoder": str(encoder / TEXT_ENCODER_FILE), "image_encoder": str(encoder / IMAGE_ENCODER_FILE),
             "inception": str(inception_weights) if inception_weights is not None else None,

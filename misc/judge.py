@@ -422,14 +422,25 @@ def train_judge(data_dir: str | os.PathLike, out: str | os.PathLike, epochs: int
     return summary
 
 
-def judge_training(path: str | os.PathLike) -> dict | None:
-    """The settings the judge in folder `path` was trained with (epochs, blur), for a report.
+def judge_file_and_folder(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The judge's `.keras` file and the folder holding its `train_options.json`.
 
-    None when the folder has no readable `train_options.json`; a setting the file lacks (a judge
+    `path` is a judge folder (written by `train_judge`) or the `.keras` file in one.
+    """
+    path = Path(path)
+    if path.suffix == ".keras":
+        return path, path.parent
+    return path / JUDGE_FILE, path
+
+
+def judge_training(path: str | os.PathLike) -> dict | None:
+    """The settings the judge at `path` (folder or `.keras` file) was trained with, for a report.
+
+    None when its folder has no readable `train_options.json`; a setting the file lacks (a judge
     trained before the option existed) is None.
     """
     try:
-        options = json.loads((Path(path) / OPTIONS_FILE).read_text())
+        options = json.loads((judge_file_and_folder(path)[1] / OPTIONS_FILE).read_text())
     except (OSError, ValueError):
         return None
     return {key: options.get(key) for key in ("epochs", "steps", "seed", "recolour_probability",
@@ -437,7 +448,7 @@ def judge_training(path: str | os.PathLike) -> dict | None:
 
 
 def stale_judge_note(path: str | os.PathLike) -> str | None:
-    """A one-line note when the judge in folder `path` was trained without blurred crops, else None.
+    """A one-line note when the judge at `path` (folder or `.keras` file) was trained without blur, else None.
 
     Such a judge (the default before blur was) reads real shapes well but misreads many generated
     ones, so its shape figures for generated images are a lower bound.
@@ -445,9 +456,10 @@ def stale_judge_note(path: str | os.PathLike) -> str | None:
     training = judge_training(path)
     if training is None or (training["blur_probability"] or 0.0) > 0.0:
         return None
-    return (f"note: {Path(path) / OPTIONS_FILE}: this judge was trained without blurred crops (the earlier "
+    folder = judge_file_and_folder(path)[1]
+    return (f"note: {folder / OPTIONS_FILE}: this judge was trained without blurred crops (the earlier "
             "default) and misreads many generated shapes; retrain it with `python -m misc.judge --data_dir "
-            f"DATA_DIR --out {Path(path)}` (the default folder: rm -r models/shapes/judge && make judge)")
+            f"DATA_DIR --out {folder}` (the default folder: rm -r models/shapes/judge && make judge)")
 
 
 def load_judge(path: str | os.PathLike) -> ShapesJudge:
@@ -457,10 +469,8 @@ def load_judge(path: str | os.PathLike) -> ShapesJudge:
       CheckpointError: no finished training there, or the file is not a judge.
     """
     path = Path(path)
-    if path.suffix == ".keras":
-        file, out = path, path.parent
-    else:
-        file, out = path / JUDGE_FILE, path
+    file, out = judge_file_and_folder(path)
+    if path.suffix != ".keras":
         if not (path / DONE_FILE).is_file():
             raise CheckpointError(f"{path}: no trained judge here (no {DONE_FILE} file); "
                                   f"{MAKE_IT.format(out=out)}")

@@ -194,6 +194,12 @@ def test_a_judge_trained_without_blur_is_noted(setup, tmp_path, capsys):
     assert f"note: {old / OPTIONS_FILE}: this judge was trained without blurred crops" in err
     training = json.loads((images / EVAL_FILE).read_text())["weights"]["judge_training"]
     assert training["epochs"] == 30 and training["blur_probability"] is None
+    # The same judge named by its .keras file: the file is recorded as is, and its folder's
+    # settings and note still apply.
+    assert evaluate.main(_args(setup, images, "--judge", str(old / JUDGE_FILE))) == 0
+    assert f"note: {old / OPTIONS_FILE}: this judge" in capsys.readouterr().err
+    weights = json.loads((images / EVAL_FILE).read_text())["weights"]
+    assert weights["judge"] == str(old / JUDGE_FILE) and weights["judge_training"]["epochs"] == 30
 
 
 def test_noise_is_further_from_real_images_than_real_images(setup, tmp_path, capsys):
