@@ -104,6 +104,27 @@ def seeded_noise(seed, n, z_dim: int, ef_dim: int, two_stages: bool) -> tuple:
     return tf.map_fn(row, tf.range(tf.cast(n, tf.int64)), fn_output_signature=signature)
 
 
+def _at_least_one_row(*tensors) -> tuple:
+    """`(rows, tensors)`: the row count of the first tensor, and the tensors with one padding row
+    (zeros, or empty strings) appended when they have none, so that the networks never see a batch
+    of zero rows; slicing the outputs to `[:rows]` gives the empty result.
+
+    TensorFlow's oneDNN CPU kernels reject an empty batch on some CPUs (seen on an AMD EPYC with TF
+    2.21: "input depth must be evenly divisible by filter depth: 70 vs 8" in the text encoder's
+    convolution, "Incompatible shapes" in the generator's batch norm), while others return zero rows.
+    """
+    import tensorflow as tf
+
+    rows = tf.shape(tensors[0])[0]
+    missing = tf.maximum(1 - rows, 0)
+    padded = []
+    for t in tensors:
+        shape = tf.concat([[missing], tf.shape(t)[1:]], 0)
+        pad = tf.fill(shape, "") if t.dtype == tf.string else tf.zeros(shape, t.dtype)
+        padded.append(tf.concat([t, pad], 0))
+    return rows, padded
+
+
 def _noise_names(two_stages: bool) -> tuple[str, ...]:
     return ("z", "epsilon1", "epsilon2") if two_stages else ("z", "epsilon1")
 
@@ -152,7 +173,8 @@ def build_archive(models, encoder):
     # signature calls: tracing them per signature made the export several times slower and larger, and
     # a `tf.function` called from several graphs was traced twice.
     def embed_text(captions):
-        return encoder(encode_text_tf(captions))
+        rows, (padded,) = _at_least_one_row(captions)
+        return encoder(encode_text_tf(padded))[:rows]
 
     def generate_images(embeddings, *noise):
         rows = tf.shape(embeddings)[0]
@@ -160,10 +182,11 @@ def build_archive(models, encoder):
                                             message=f"{name} needs one row per caption or embedding")
                   for name, value in zip(noise_names, noise)]
         with tf.control_dependencies(checks):
-            stage1_images, stage2_images = models.generate(embeddings, *noise)
-        images = {"stage1_images": (stage1_images + 1.0) / 2.0}
+            rows, padded = _at_least_one_row(embeddings, *noise)
+            stage1_images, stage2_images = models.generate(*padded)
+        images = {"stage1_images": (stage1_images[:rows] + 1.0) / 2.0}
         if stage2_images is not None:
-            images["stage2_images"] = (stage2_images + 1.0) / 2.0
+            images["stage2_images"] = (stage2_images[:rows] + 1.0) / 2.0
         return images
 
     embed = tf.function(embed_text, input_signature=[captions_spec], autograph=False).get_concrete_function()
