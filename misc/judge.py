@@ -67,8 +67,8 @@ RECOLOUR_PROBABILITY = 0.8
 # Half of the training crops are blurred (`blur`, Gaussian, standard deviation drawn uniformly from
 # BLUR_SIGMA pixels): generated images are flat, without the real images' background noise, and a
 # judge trained on the real images as they are misreads many of their shapes, soft or crisp
-# (README, "A judge that reads generated shapes better"): of 64 crisp decoder outputs it read 24
-# right, this one all 64.
+# (docs/shapes_investigation.md, "A judge that reads generated shapes better"): of 64 crisp
+# decoder outputs it read 24 right, this one all 64.
 # With (0.5, 2.0) and 30 epochs the real test shapes read less well (0.87 against 0.97); with
 # (0.3, 1.5) and 60 epochs as well (0.98). `--blur-probability 0 --epochs 30` is the earlier judge.
 BLUR_PROBABILITY = 0.5

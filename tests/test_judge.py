@@ -163,8 +163,8 @@ def test_train_writes_judge_options_and_done(trained):
 
 def test_default_judge_blurs_and_an_unblurred_one_is_noted(trained, tmp_path):
     out, summary = trained
-    # The defaults: half the crops blurred, sigma 0.3-1.5 px, 60 epochs (README, "A judge that reads
-    # generated shapes better").
+    # The defaults: half the crops blurred, sigma 0.3-1.5 px, 60 epochs (docs/shapes_investigation.md,
+    # "A judge that reads generated shapes better").
     assert (summary["blur_probability"], summary["blur_sigma"]) == (0.5, [0.3, 1.5])
     assert judge_module.DEFAULT_EPOCHS == 60
     assert stale_judge_note(out) is None
