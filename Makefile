@@ -76,12 +76,12 @@ test-all: $(STAMP)
 
 # The shapes dataset is complete once its manifest is written (it is written last).
 Data/shapes/shapes_manifest.json: | $(STAMP)
-	$(PY) -m misc.shapes --out Data/shapes
+	$(PY) -m misc.data.shapes --out Data/shapes
 
 data: Data/shapes/shapes_manifest.json
 
 $(ENCODER)/DONE: | $(STAMP)
-	$(PY) -m misc.text_encoder train --data_dir $(DATA_DIR) --out $(ENCODER)
+	$(PY) -m misc.text.encoder train --data_dir $(DATA_DIR) --out $(ENCODER)
 
 ifeq ($(DATASET),shapes)
 $(ENCODER)/DONE: Data/shapes/shapes_manifest.json
@@ -108,15 +108,15 @@ sample: $(STAMP)
 		--set OUTPUT_DIR=$(LOGDIR) --set TRAIN.PRETRAINED_MODEL=$(CKPT) $(ARGS)
 
 demo: $(STAMP)
-	$(PY) -m misc.demo --dataset $(DATASET) --ckt-dir $(LOGDIR) --out $(DEMO_OUT) $(if $(CKPT),--checkpoint $(CKPT)) $(ARGS)
+	$(PY) -m misc.generate.demo --dataset $(DATASET) --ckt-dir $(LOGDIR) --out $(DEMO_OUT) $(if $(CKPT),--checkpoint $(CKPT)) $(ARGS)
 
-# One SavedModel (text encoder + generators of CKPT, default the newest snapshot of DATASET); see misc/export.py.
+# One SavedModel (text encoder + generators of CKPT, default the newest snapshot of DATASET); see misc/generate/export.py.
 export: $(STAMP)
-	$(PY) -m misc.export --dataset $(DATASET) --ckt-dir $(LOGDIR) --encoder $(ENCODER) $(if $(CKPT),--checkpoint $(CKPT)) $(ARGS)
+	$(PY) -m misc.generate.export --dataset $(DATASET) --ckt-dir $(LOGDIR) --encoder $(ENCODER) $(if $(CKPT),--checkpoint $(CKPT)) $(ARGS)
 
 # The judge is complete once its DONE marker is written (it is written last).
 $(JUDGE)/DONE: | $(STAMP)
-	$(PY) -m misc.judge --data_dir $(DATA_DIR) --out $(JUDGE)
+	$(PY) -m misc.evaluation.judge --data_dir $(DATA_DIR) --out $(JUDGE)
 
 ifeq ($(DATASET),shapes)
 $(JUDGE)/DONE: Data/shapes/shapes_manifest.json
@@ -134,21 +134,21 @@ $(error no samples folder under $(LOGDIR)/$(DATASET): run `make sample` first, o
 endif
 endif
 eval: $(STAMP)
-	$(PY) -m misc.evaluate --images $(IMAGES) --data_dir $(DATA_DIR) --judge $(JUDGE) --encoder $(ENCODER) \
+	$(PY) -m misc.evaluation.evaluate --images $(IMAGES) --data_dir $(DATA_DIR) --judge $(JUDGE) --encoder $(ENCODER) \
 		$(if $(INCEPTION),--inception-weights $(INCEPTION)) $(ARGS)
 
 preprocess-birds: $(STAMP)
-	$(PY) misc/preprocess_birds.py --data_dir Data/birds
+	$(PY) misc/data/preprocess_birds.py --data_dir Data/birds
 
 preprocess-flowers: $(STAMP)
-	$(PY) misc/preprocess_flowers.py --data_dir Data/flowers
+	$(PY) misc/data/preprocess_flowers.py --data_dir Data/flowers
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host 127.0.0.1 --port $(PORT)
 
 # Figures, not pass/fail, on synthetic tensors, e.g. make bench ARGS="--only stage1 --steps 3"
 bench: $(STAMP)
-	$(PY) -m misc.bench $(ARGS)
+	$(PY) -m misc.tools.bench $(ARGS)
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

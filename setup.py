@@ -3,7 +3,7 @@
 `pip install -e .[dev]` makes `misc`, `stageI` and `stageII` importable from anywhere, so the
 entry points run as `python stageI/run_exp.py ...` from the repository root, as in the original.
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="stackgan-keras",
@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["misc", "stageI", "stageII"],
+    packages=find_packages(include=["misc", "misc.*", "stageI", "stageII"]),
     package_data={"stageI": ["cfg/*.yml"], "stageII": ["cfg/*.yml"]},
     install_requires=[
         # TF 2.21 ships Keras 3 and no longer pulls in tensorboard, which the TensorBoard callback

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import tensorflow as tf
@@ -22,6 +22,7 @@ import tensorflow as tf
 from misc import checkpoint, visualize
 from misc.errors import StackGANError
 from misc.gan import LOSS_NAMES
+from misc.runs import GridView
 from misc.schedule import learning_rate
 
 
@@ -115,23 +116,24 @@ class SampleGrids(_IterationCounter):
         them with `next_batch`).
       num_copy: samples per row (`TRAIN.NUM_COPY`).
       zero_z: z = 0 (Stage-I) or random (Stage-II).
-      prefix: file and tag prefix.
+      views: the grids per split, one per output of the model's `grid_images`
+        (`misc.runs.StageInfo.grids`).
     """
 
     def __init__(self, run_dir: str | os.PathLike, writer, rows_for_epoch: Callable[[int], dict],
-                 num_copy: int, zero_z: bool = True, prefix: str = ""):
+                 num_copy: int, zero_z: bool = True, views: Sequence[GridView] = (GridView(),)):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.writer = writer
         self.rows_for_epoch = rows_for_epoch
         self.num_copy = num_copy
         self.zero_z = zero_z
-        self.prefix = prefix
+        self.views = tuple(views)
 
     def on_epoch_end(self, epoch, logs=None):
         with self.writer.as_default():
             visualize.epoch_grids(self.model, self.rows_for_epoch(epoch), self.run_dir, step=self.iteration,
-                                  num_copy=self.num_copy, zero_z=self.zero_z, prefix=self.prefix)
+                                  num_copy=self.num_copy, zero_z=self.zero_z, views=self.views)
         self.writer.flush()
 
 

@@ -27,7 +27,7 @@ _DEFAULTS: dict[str, Any] = {
     "DATASET_NAME": "birds",
     "EMBEDDING_TYPE": "cnn-rnn",  # 'cnn-rnn' or 'skip-thought': which embeddings pickle to read
     "CONFIG_NAME": "",  # prefix of the run folder: stageI, stageII
-    "GPU_ID": 0,
+    "GPU_ID": 0,  # accepted at 0 only: GPUs are chosen with --gpu
     "Z_DIM": 100,
     "SEED": 0,  # port addition: seeds NumPy, TensorFlow and the data sampler
     "DATA_DIR": "",  # port addition: '' means Data/<DATASET_NAME>
@@ -55,7 +55,7 @@ _DEFAULTS: dict[str, Any] = {
         "COND_AUGMENTATION": True,
         "B_WRONG": True,
         "COEFF": {"KL": 2.0},
-        "FINETUNE_LR": False,
+        "FINETUNE_LR": False,  # accepted at false only: not ported
         "FT_LR_RETIO": 0.1,  # sic: the original's spelling of "ratio"
         "SYNC_BN": True,  # port addition: batch-norm statistics over the global batch on N replicas
         "SUMMARY_INTERVAL": 1,  # port addition: TensorBoard scalars every N iterations (original: 1)
@@ -79,6 +79,12 @@ _DEFAULTS: dict[str, Any] = {
 _CHOICES = {
     "EMBEDDING_TYPE": ("cnn-rnn", "skip-thought"),
     "GAN.NETWORK_TYPE": ("default",),  # the unused 'simple' variant is not ported
+}
+# Keys of the original that this port accepts only at their default, each with what to do instead.
+_DEFAULT_ONLY = {
+    "GPU_ID": "is not used by this port: GPUs are chosen with --gpu (e.g. --gpu 1; by default every visible one)",
+    "TRAIN.FINETUNE_LR": "is not ported: fine-tuning the Stage-I networks inside Stage-II is off in every "
+                         "original config",
 }
 _POSITIVE = {
     "Z_DIM", "TEST.LR_IMSIZE", "TEST.HR_IMSIZE", "TEST.NUM_COPY", "TEST.BATCH_SIZE",
@@ -190,14 +196,25 @@ def _merge(into: dict[str, Any], new: Mapping[str, Any], source: str, prefix: st
         into[key] = value
 
 
+def _lookup(values: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = values
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
 def _validate(values: Mapping[str, Any], source: str) -> None:
     """Check value ranges and choices that types alone do not catch."""
     def get(dotted: str) -> Any:
-        node: Any = values
-        for part in dotted.split("."):
-            node = node[part]
-        return node
+        return _lookup(values, dotted)
 
+    def get_default(dotted: str) -> Any:
+        return _lookup(_DEFAULTS, dotted)
+
+    for dotted, instead in _DEFAULT_ONLY.items():
+        default = get_default(dotted)
+        if get(dotted) != default:
+            raise ConfigError(f"{source}: '{dotted}' {get(dotted)!r} {instead}; leave it at {default!r}")
     for dotted, allowed in _CHOICES.items():
         if get(dotted) not in allowed:
             raise ConfigError(f"{source}: '{dotted}' must be one of {', '.join(allowed)}, got {get(dotted)!r}")

@@ -10,6 +10,9 @@ Port of the original `misc/datasets.py` (`TextDataset` loads the pickles, `Datas
 * `BatchFeeder` / `make_tf_dataset` turn a `BatchSampler` into an infinite `tf.data.Dataset` for
   `keras.Model.fit`, fed from a thread through a queue (no Python inside the pipeline).
 * `visualization_batch` picks the rows of the sample grids.
+* `load_captioned_split` reads a split's caption texts (for the text encoder and the evaluation,
+  which run before or without the embeddings pickle); `SplitData.captions` reads the same files.
+* The image sizes of the original pipeline and the crop and scale helpers every stage uses.
 
 TensorFlow is imported only by `BatchFeeder`, so NumPy-only users stay fast.
 """
@@ -28,6 +31,17 @@ import numpy as np
 from misc.cli import import_tensorflow
 from misc.errors import ConfigError, DataError
 from misc.pickle_io import load_pickle
+
+# Image sizes of the original pipeline (original misc/preprocess_birds.py and misc/config.py):
+# Stage-II trains on 256 px crops of images stored at 304 px (LOAD_SIZE = int(256 * 76 / 64)), and
+# Stage-I on 64 px crops of the same images stored at a quarter of that side (LR_HR_RETIO = 4).
+LOAD_SIZE = 304
+LR_HR_RATIO = 4
+LR_SIZE = LOAD_SIZE // LR_HR_RATIO
+HR_IMSIZE = 256
+LR_IMSIZE = HR_IMSIZE // LR_HR_RATIO
+# Captions per image in the text_c10 files of Reed et al.
+CAPTIONS_PER_IMAGE = 10
 
 EMBEDDING_FILES = {
     "cnn-rnn": "char-CNN-RNN-embeddings.pickle",
@@ -99,14 +113,8 @@ class SplitData:
         return int(self.embeddings.shape[2])
 
     def caption_path(self, i: int) -> Path:
-        """`<data_dir>/text_c10/<filename>.txt`; flowers names `jpg/...` become `class_%05d/...`.
-
-        Port of the path logic of the original `Dataset.readCaptions`.
-        """
-        name = self.filenames[i]
-        if name.startswith("jpg/"):
-            name = "class_%05d/" % int(self.class_ids[i]) + name[len("jpg/"):]
-        return self.data_dir / "text_c10" / f"{name}.txt"
+        """The caption file of image `i` (see `caption_path`)."""
+        return caption_path(self.data_dir, self.filenames[i], int(self.class_ids[i]))
 
     def captions(self, i: int) -> list[str]:
         """The captions of image `i`: the non-empty stripped lines of its text file.
@@ -116,13 +124,7 @@ class SplitData:
         Raises:
           DataError: the caption file is missing.
         """
-        path = self.caption_path(i)
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            raise DataError(f"{path}: caption file not found (the text_c10 captions of Reed et al. "
-                            f"must be in {self.data_dir / 'text_c10'})") from None
-        return [line.strip() for line in text.split("\n") if line.strip()]
+        return [line.decode("utf-8", errors="replace") for line in read_caption_lines(self.caption_path(i))]
 
     def caption(self, i: int, caption_id: int) -> str:
         """Caption `caption_id` of image `i`, the text of embedding `embeddings[i, caption_id]`.
@@ -135,6 +137,34 @@ class SplitData:
             raise DataError(f"{self.caption_path(i)}: has {len(captions)} captions but the embeddings "
                             f"have {self.captions_per_image} per image (caption {caption_id} was drawn)")
         return captions[caption_id]
+
+
+def caption_path(data_dir: str | os.PathLike, filename: str, class_id: int) -> Path:
+    """`<data_dir>/text_c10/<filename>.txt`; flowers names `jpg/image_N` become `class_%05d/image_N`.
+
+    Port of the path logic of the original `Dataset.readCaptions`.
+    """
+    if filename.startswith("jpg/"):
+        filename = f"class_{int(class_id):05d}/{filename[len('jpg/'):]}"
+    return Path(data_dir) / "text_c10" / f"{filename}.txt"
+
+
+def read_caption_lines(path: str | os.PathLike) -> list[bytes]:
+    """The non-empty stripped lines of a caption or sentence file, as bytes (the original read bytes).
+
+    Raises:
+      DataError: the file is missing or unreadable.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        where = (f" (the text_c10 captions of Reed et al. must be in {path.parent})"
+                 if "text_c10" in path.parts else "")
+        raise DataError(f"{path}: caption file not found{where}") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the caption file ({err.__class__.__name__})") from None
+    return [line.strip() for line in raw.splitlines() if line.strip()]
 
 
 def _require(path: Path, how_to_make: str) -> None:
@@ -262,8 +292,8 @@ def load_split(data_dir: str | os.PathLike, split: str, image_size: int,
     _check_length(embeddings_path, len(embeddings), filenames_path, n, "embedding rows")
 
     images_path = split_dir / image_file_name(image_size)
-    script = ("misc/preprocess_flowers.py" if filenames and filenames[0].startswith("jpg/")
-              else "misc/preprocess_birds.py")
+    script = ("misc/data/preprocess_flowers.py" if filenames and filenames[0].startswith("jpg/")
+              else "misc/data/preprocess_birds.py")
     _require(images_path, f"run `python {script} --data_dir {data_dir}` to make it")
     images = _load_images(images_path, image_size)
     _check_length(images_path, len(images), filenames_path, n, "images")
@@ -295,9 +325,15 @@ def crop_flip(images: np.ndarray, indices: np.ndarray, crop_size: int, rng: np.r
     return out, offsets, flips
 
 
-def _to_unit_range(images: np.ndarray) -> np.ndarray:
-    """uint8 0..255 -> float32 -1..1 as the original: x * (2 / 255) - 1 in float32."""
+def images_to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 0..255 -> float32 -1..1 as the original `Dataset`: x * (2 / 255) - 1 in float32."""
     return images.astype(np.float32) * np.float32(2.0 / 255) - np.float32(1.0)
+
+
+def center_crop(images: np.ndarray, size: int = LR_IMSIZE) -> np.ndarray:
+    """The central `size` x `size` window of (N, S, S, C) images (S - size even or odd: offset floor)."""
+    offset = (images.shape[1] - size) // 2
+    return images[:, offset: offset + size, offset: offset + size]
 
 
 def _sample_embeddings(embeddings: np.ndarray, indices: np.ndarray, num_embedding: int,
@@ -404,8 +440,8 @@ class BatchSampler:
             data.images, wrong_indices, self.crop_size, rng)
         embeddings, caption_ids = _sample_embeddings(data.embeddings, indices, self.num_embedding, rng)
         return {
-            "images": _to_unit_range(images),
-            "wrong_images": _to_unit_range(wrong_images),
+            "images": images_to_float(images),
+            "wrong_images": images_to_float(wrong_images),
             "embeddings": embeddings,
             "indices": indices,
             "wrong_indices": wrong_indices,
@@ -548,5 +584,70 @@ def visualization_batch(data: SplitData, n_rows: int, crop_size: int, num_embedd
     embeddings, caption_ids = _sample_embeddings(data.embeddings, indices, k, rng)
     chosen = caption_ids[:, 0] if k == 1 else np.zeros(n_rows, dtype=np.int64)
     captions = [data.caption(int(i), int(c)) for i, c in zip(indices, chosen)]
-    return {"images": _to_unit_range(images), "embeddings": embeddings, "captions": captions,
+    return {"images": images_to_float(images), "embeddings": embeddings, "captions": captions,
             "indices": indices, "caption_ids": caption_ids}
+
+
+@dataclass
+class CaptionedSplit:
+    """One split's images, classes and caption texts (the text encoder, the judge and the evaluation).
+
+    The text encoder writes the embeddings pickle that `load_split` requires, so this reads a split
+    without it.
+
+    Attributes:
+      data_dir, split: as `SplitData`.
+      images: uint8 (N, 76, 76, 3), or (0, 76, 76, 3) when read without images.
+      filenames, class_ids: as `SplitData`.
+      captions: N lists of `CAPTIONS_PER_IMAGE` byte strings.
+    """
+
+    data_dir: Path
+    split: str
+    images: np.ndarray
+    filenames: list
+    class_ids: np.ndarray
+    captions: list
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+
+def load_captioned_split(data_dir: str | os.PathLike, split: str, with_images: bool = True) -> CaptionedSplit:
+    """Read `<data_dir>/<split>/` file names, classes and 76 px images, and the `text_c10` captions.
+
+    Args:
+      data_dir: dataset root (e.g. Data/birds).
+      split: 'train' or 'test'.
+      with_images: also load `76images.pickle` (not needed to embed captions).
+
+    Returns:
+      The `CaptionedSplit`, with the first `CAPTIONS_PER_IMAGE` captions of every image.
+
+    Raises:
+      DataError: a file is missing or malformed, the files disagree in length, or a caption file
+        has fewer than `CAPTIONS_PER_IMAGE` captions.
+    """
+    data_dir = Path(data_dir)
+    split_dir = data_dir / split
+    filenames_path = split_dir / FILENAMES_FILE
+    _require(filenames_path, f"the {split} split of {data_dir} is incomplete")
+    filenames = read_filenames(filenames_path)
+    class_path = split_dir / CLASS_INFO_FILE
+    _require(class_path, f"the {split} split of {data_dir} is incomplete")
+    class_ids = _load_class_ids(class_path)
+    _check_length(class_path, len(class_ids), filenames_path, len(filenames))
+    images = np.zeros((0, LR_SIZE, LR_SIZE, 3), np.uint8)
+    if with_images:
+        images_path = split_dir / image_file_name(LR_SIZE)
+        _require(images_path, f"the {split} split of {data_dir} is incomplete")
+        images = _load_images(images_path, LR_SIZE)
+        _check_length(images_path, len(images), filenames_path, len(filenames), "images")
+    captions = []
+    for name, class_id in zip(filenames, class_ids):
+        path = caption_path(data_dir, name, class_id)
+        lines = read_caption_lines(path)
+        if len(lines) < CAPTIONS_PER_IMAGE:
+            raise DataError(f"{path}: has {len(lines)} captions, expected {CAPTIONS_PER_IMAGE}")
+        captions.append(lines[:CAPTIONS_PER_IMAGE])
+    return CaptionedSplit(data_dir, split, images, filenames, class_ids, captions)

@@ -55,7 +55,7 @@ def select_gpus(indices: Sequence[int] | None) -> None:
     if "tensorflow" not in sys.modules:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in indices)
         return
-    import tensorflow as tf
+    import tensorflow as tf  # already started (see the module docstring)
 
     gpus = tf.config.list_physical_devices("GPU")
     missing = [i for i in indices if i >= len(gpus)]
@@ -79,7 +79,7 @@ def get_strategy(devices: Sequence[str] | None = None, expected_gpus: int | None
     Raises:
       ConfigError: fewer GPUs are visible than `--gpu` asked for.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # this module is imported before TensorFlow starts (see the module docstring)
 
     if devices is not None:
         return tf.distribute.MirroredStrategy(list(devices))

@@ -204,6 +204,13 @@ class CondGAN(keras.Model):
         """
         return self.generator((embedding, z, epsilon), training=training)
 
+    def grid_images(self, embedding, z, epsilon) -> tuple:
+        """The images of the end-of-epoch grids, generated in inference mode: `(fake_images,)`.
+
+        Stage-II returns its Stage-I images too; `misc.visualize.epoch_grids` draws one grid each.
+        """
+        return (self.generate(embedding, z, epsilon, training=False)[0],)
+
     def compute_d_losses(self, images, wrong_images, embedding, z, epsilon) -> dict[str, tf.Tensor]:
         """Per-example D losses (port of `compute_losses`, D part) with G and D in training mode.
 

@@ -1,15 +1,22 @@
-"""Small file-system helpers shared by every module that writes files.
+"""Small helpers shared across the project: atomic file writes and progress bars.
 
 Port of the original `misc/utils.py` `mkdir_p`; the image helpers of that file live with the code
-that uses them (`misc/preprocess_birds.py`, `misc/visualize.py`).
+that uses them (`misc/data/preprocess_birds.py`, `misc/datasets.py`, `misc/visualize.py`).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
+
+from tqdm import tqdm
+
+# Where output is not a terminal (CI, `make eval > log`), a progress bar prints one plain line at
+# most this often instead of a carriage-return update per step.
+LOG_INTERVAL_S = 10.0
 
 
 def mkdir_p(path: str | os.PathLike) -> Path:
@@ -56,3 +63,35 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` (UTF-8) to `path` atomically (see `atomic_path`)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class _Lines:
+    """A stream for tqdm that turns its carriage-return redraws into whole lines (for logs)."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").strip()
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress(iterable=None, **kwargs) -> tqdm:
+    """A tqdm progress bar on stderr: redrawn in place on a terminal, else a line every `LOG_INTERVAL_S`.
+
+    Args:
+      iterable: what to iterate over (or None with `total=`).
+      **kwargs: as `tqdm` (`desc`, `total`, `unit`, `disable`, `leave`, ...).
+    """
+    stream = kwargs.pop("file", sys.stderr)
+    if not stream.isatty():
+        kwargs.setdefault("mininterval", LOG_INTERVAL_S)
+        kwargs["maxinterval"] = max(kwargs.get("maxinterval", LOG_INTERVAL_S), kwargs["mininterval"])
+        kwargs.setdefault("ascii", True)
+        kwargs.setdefault("ncols", 100)
+        stream = _Lines(stream)
+    return tqdm(iterable, file=stream, **kwargs)

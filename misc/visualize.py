@@ -3,7 +3,8 @@
 Port of the original `CondGANTrainer.epoch_sum_images` and `visualization` [8.2]: n rows (n =
 `TRAIN.NUM_COPY`), each showing a real image followed by n images generated from that row's text,
 with the generator in inference mode (BN moving averages) and CA sampling on. Stage-I uses z = 0
-("expect similar backgrounds"); Stage-II uses random z.
+("expect similar backgrounds"); Stage-II uses random z and shows both of its outputs, the Stage-I
+images (`lr_fake_*`) and its own (`hr_fake_*`).
 
 Pixel mapping: generated and real images lie in [-1, 1] and are mapped linearly to [0, 255]. The
 original saved with `scipy.misc.imsave`, which min-max stretches each whole grid, so a grid's
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
+from misc.runs import GridView
 from misc.utils import atomic_write_bytes, atomic_write_text
 
 
@@ -50,32 +53,33 @@ def make_grid(real_images, fake_images) -> np.ndarray:
     return to_uint8(grid)
 
 
-def sample_rows(gan, embeddings, num_copy: int, zero_z: bool = True) -> np.ndarray:
-    """Generate `num_copy` images per embedding with the generator in inference mode.
+def sample_rows(gan, embeddings, num_copy: int, zero_z: bool = True) -> tuple[np.ndarray, ...]:
+    """Generate `num_copy` images per embedding with the generators in inference mode.
 
     Port of the sampling in `epoch_sum_images`: the same text is repeated along a row, the CA noise
     is drawn afresh for every image, z is zero (Stage-I) or random.
 
     Args:
-      gan: a built `misc.gan.CondGAN` (uses its `sample_noise` and `generate`).
+      gan: a built `misc.gan.CondGAN` (uses its `sample_noise` and `grid_images`).
       embeddings: (n, text_dim) text embeddings, one per row.
       num_copy: samples per row.
       zero_z: use z = 0 as the Stage-I original does.
 
     Returns:
-      float32 array (n, num_copy, S, S, 3) in [-1, 1].
+      One float32 array (n, num_copy, S, S, 3) in [-1, 1] per output of `gan.grid_images` (Stage-I:
+      its images; Stage-II: the Stage-I and the Stage-II images).
     """
-    import tensorflow as tf
-
     embeddings = np.asarray(embeddings, dtype=np.float32)
     n = embeddings.shape[0]
     repeated = tf.constant(np.repeat(embeddings, num_copy, axis=0))
     z, epsilon = gan.sample_noise(n * num_copy)
     if zero_z:
         z = tf.zeros_like(z)
-    fake, _, _ = gan.generate(repeated, z, epsilon, training=False)
-    fake = np.asarray(fake)
-    return fake.reshape((n, num_copy) + fake.shape[1:])
+    outputs = []
+    for fake in gan.grid_images(repeated, z, epsilon):
+        fake = np.asarray(fake)
+        outputs.append(fake.reshape((n, num_copy) + fake.shape[1:]))
+    return tuple(outputs)
 
 
 def encode_jpeg(grid: np.ndarray, quality: int = 95) -> bytes:
@@ -97,18 +101,17 @@ def save_captions(captions: Sequence[str], path: str | os.PathLike) -> None:
 
 def write_grid_summary(name: str, grid: np.ndarray, step: int) -> None:
     """Add a grid as an image summary `name` to the default `tf.summary` writer at `step`."""
-    import tensorflow as tf
-
     tf.summary.image(name, grid[None], step=step, max_outputs=1)
 
 
 def epoch_grids(gan, rows: dict, run_dir: str | os.PathLike, step: int, num_copy: int,
-                zero_z: bool = True, prefix: str = "") -> dict[str, Path]:
+                zero_z: bool = True, views: Sequence[GridView] = (GridView(),)) -> dict[str, Path]:
     """Write the end-of-epoch grids: port of `epoch_sum_images` plus the image saving of `train`.
 
-    For every split in `rows` (e.g. "train", "test"), samples the grid, saves
-    `<run_dir>/<prefix><split>.jpg` and, if a default `tf.summary` writer is set, an image summary
-    named `<prefix><split>` at `step`. Captions of a split, if given, go to `<prefix><split>.txt`.
+    For every split in `rows` (e.g. "train", "test") and every view (one per output of
+    `gan.grid_images`), samples the grid, saves `<run_dir>/<view.file_prefix><split>.jpg` and, if a
+    default `tf.summary` writer is set, an image summary `<view.tag_prefix><split>` at `step`.
+    Captions of a split, if given, go to `<split>.txt`.
 
     Args:
       gan: a built `misc.gan.CondGAN`.
@@ -118,19 +121,22 @@ def epoch_grids(gan, rows: dict, run_dir: str | os.PathLike, step: int, num_copy
       step: the iteration counter (summary step).
       num_copy: samples per row (`TRAIN.NUM_COPY`).
       zero_z: z = 0 (Stage-I) or random.
-      prefix: file and tag prefix (Stage-II uses e.g. "hr_").
+      views: the stage's grids (`misc.runs.StageInfo.grids`).
 
     Returns:
-      split name -> path of the JPEG written.
+      `<view.file_prefix><split>` -> path of the JPEG written.
     """
     written = {}
     for split, batch in rows.items():
-        fake = sample_rows(gan, batch["embeddings"], num_copy, zero_z=zero_z)
-        grid = make_grid(batch["images"], fake)
-        path = Path(run_dir) / f"{prefix}{split}.jpg"
-        save_jpeg(grid, path)
-        write_grid_summary(f"{prefix}{split}", grid, step)
+        outputs = sample_rows(gan, batch["embeddings"], num_copy, zero_z=zero_z)
+        real = np.asarray(batch["images"])
+        for view, fake in zip(views, outputs):
+            grid = make_grid(real[:, ::view.stride, ::view.stride], fake)
+            name = f"{view.file_prefix}{split}"
+            path = Path(run_dir) / f"{name}.jpg"
+            save_jpeg(grid, path)
+            write_grid_summary(f"{view.tag_prefix}{split}", grid, step)
+            written[name] = path
         if batch.get("captions"):
-            save_captions(batch["captions"], Path(run_dir) / f"{prefix}{split}.txt")
-        written[split] = path
+            save_captions(batch["captions"], Path(run_dir) / f"{split}.txt")
     return written

@@ -1,8 +1,10 @@
-"""Stage-II networks of StackGAN [4.4], [4.5]: port of the `hr_*` parts of the original
-`stageII/model.py` (`CondGAN`).
+"""Stage-II networks of StackGAN [4.4], [4.5] and their training graph.
 
-The original re-declared the Stage-I networks in this file; here Stage-II imports them from
-`stageI/model.py` instead, and both stages build from the blocks in `misc/blocks.py`.
+`StageIIGenerator` and `StageIIDiscriminator` port the `hr_*` parts of the original
+`stageII/model.py` (`CondGAN`); `StageIIGAN` ports the Stage-II graph of the original
+`stageII/trainer.py` as a `misc.gan.CondGAN`. The original re-declared the Stage-I networks in its
+Stage-II files; here Stage-II imports them from `stageI/model.py`, and both stages build from the
+blocks in `misc/blocks.py`.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from misc.blocks import CondAugmentation, ConvBlock, ResidualBlock, UpSampleBlock, spatial_tile
+from misc.gan import CondGAN
 from stageI.model import StageIDiscriminator, unpack_generator_inputs
 
 
@@ -159,3 +162,75 @@ class StageIIDiscriminator(StageIDiscriminator):
             ResidualBlock(df_dim * 8, df_dim * 2, "leaky_relu", sync_bn),
         ]
         return keras.Sequential(layers, name="image_encoder")
+
+
+class StageIIGAN(CondGAN):
+    """Port of the Stage-II graph of the original `stageII/trainer.py` (`init_opt`, default path).
+
+    `generate` runs the Stage-I generator (z and its own CA noise) and feeds its 64 px images and
+    the same text embedding to the Stage-II generator (its own CA noise); the KL term is the
+    Stage-II CA's [5]. The D step and G step are `CondGAN`'s with the Stage-II D and G [6].
+
+    The Stage-I generator is frozen by leaving it out of `g_variables` (the original left it out
+    of the optimiser's var list). It is *not* marked `trainable=False`: a Keras BN layer with
+    `trainable=False` runs in inference mode, whereas the original ran the Stage-I generator
+    inside Stage-II training with batch statistics (and kept updating its moving averages) [7.3].
+    Its output goes through `tf.stop_gradient`: the original let the Stage-II G loss back-propagate
+    into the Stage-I generator but never applied those gradients, so the updates are identical and
+    the stop saves the computation.
+
+    Args:
+      stage1_generator: the trained `stageI.model.StageIGenerator` (built, weights loaded).
+      generator: the `StageIIGenerator`.
+      discriminator: the `StageIIDiscriminator`.
+      **kwargs: as `CondGAN` (z_dim, ef_dim, kl_coeff, b_wrong, cond_augmentation, name).
+    """
+
+    def __init__(self, stage1_generator: keras.Model, generator: keras.Model, discriminator: keras.Model,
+                 **kwargs):
+        super().__init__(generator, discriminator, **kwargs)
+        self.stage1_generator = stage1_generator
+
+    def sample_noise(self, batch_size):
+        """z ~ N(0, 1) (B, z_dim) and the pair of CA noises (Stage-I, Stage-II), each (B, ef_dim).
+
+        The CA noises travel as one tuple in `CondGAN`'s `epsilon` slot.
+        """
+        z, stage1_epsilon = super().sample_noise(batch_size)
+        stage2_epsilon = tf.random.truncated_normal((batch_size, self.ef_dim))
+        return z, (stage1_epsilon, stage2_epsilon)
+
+    def generate_stages(self, embedding, z, epsilon, training: bool):
+        """Both stages' images: port of the Stage-II sampler (`sample_encoded_context` twice,
+        `generator` and `hr_generator`).
+
+        Args:
+          embedding: text embeddings (B, text_dim).
+          z: noise (B, z_dim) for the Stage-I generator.
+          epsilon: (Stage-I CA noise, Stage-II CA noise), each (B, ef_dim).
+          training: BN phase of both generators.
+
+        Returns:
+          `(stage1_images (B, 64, 64, 3), hr_images (B, 256, 256, 3), mu, log_sigma)` with the
+          Stage-II CA's mu and log_sigma.
+        """
+        stage1_epsilon, stage2_epsilon = epsilon
+        stage1_images, _, _ = self.stage1_generator((embedding, z, stage1_epsilon), training=training)
+        stage1_images = tf.stop_gradient(stage1_images)
+        hr_images, mu, log_sigma = self.generator((stage1_images, embedding, stage2_epsilon), training=training)
+        return stage1_images, hr_images, mu, log_sigma
+
+    def generate(self, embedding, z, epsilon, training: bool):
+        """`(hr_images, mu, log_sigma)` of the Stage-II generator on the Stage-I output."""
+        _, hr_images, mu, log_sigma = self.generate_stages(embedding, z, epsilon, training)
+        return hr_images, mu, log_sigma
+
+    def grid_images(self, embedding, z, epsilon) -> tuple:
+        """`(stage1_images, hr_images)` in inference mode: the original's `lr_fake_*` and `hr_fake_*` grids."""
+        stage1_images, hr_images, _, _ = self.generate_stages(embedding, z, epsilon, training=False)
+        return stage1_images, hr_images
+
+    @property
+    def g_variables(self) -> list:
+        """The Stage-II generator's weights (its CA included); never the Stage-I generator's."""
+        return self.generator.trainable_variables

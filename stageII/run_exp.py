@@ -21,8 +21,9 @@ if importlib.util.find_spec("misc") is None:  # not pip-installed: run from the 
 
 from typing import Sequence  # noqa: E402
 
+from misc import run_exp  # noqa: E402
 from misc.cli import run_cli  # noqa: E402
-from stageI.run_exp import build_parser, run  # noqa: E402
+from stageII import STAGE  # noqa: E402
 
 DESCRIPTION = ("Train the Stage-II StackGAN (Stage-I 64x64 image + text -> 256x256 image). The Stage-I "
                "generator comes from TRAIN.PRETRAINED_MODEL or, if that is empty, from the newest "
@@ -34,10 +35,8 @@ DESCRIPTION = ("Train the Stage-II StackGAN (Stage-I 64x64 image + text -> 256x2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    from stageII import trainer
-
-    return run(build_parser("stageII", DESCRIPTION, __doc__).parse_args(argv), trainer)
+    """Run the command line (`misc/run_exp.py`); returns the exit status."""
+    return run_exp.main(STAGE, DESCRIPTION, __doc__, argv)
 
 
 if __name__ == "__main__":

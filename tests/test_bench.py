@@ -1,4 +1,4 @@
-"""Tests of `misc/bench.py`: the FLOP count against hand counts, the timing rule, and `--quick` end to end."""
+"""Tests of `misc/tools/bench.py`: the FLOP count against hand counts, the timing rule, and `--quick` end to end."""
 import json
 import os
 import subprocess
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from misc import bench
+from misc.tools import bench
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def run_bench(args, cwd=REPO, timeout=600):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "misc.bench", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "misc.tools.bench", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 

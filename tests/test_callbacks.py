@@ -86,7 +86,7 @@ def test_snapshot_on_the_last_iteration_of_an_epoch_resumes_at_the_next(monkeypa
 def test_sample_grids_each_epoch_at_the_iteration(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(cb.visualize, "epoch_grids",
-                        lambda model, rows, run_dir, step, num_copy, zero_z, prefix: calls.append((rows, step, zero_z)))
+                        lambda model, rows, run_dir, step, num_copy, zero_z, views: calls.append((rows, step, zero_z)))
     writer = tf.summary.create_file_writer(str(tmp_path))
     run_epochs(cb.SampleGrids(tmp_path, writer, lambda epoch: {"epoch": epoch}, num_copy=4), stub_model(iteration=5),
                epochs=2, steps=3)

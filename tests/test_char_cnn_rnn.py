@@ -1,10 +1,10 @@
-"""Tests of misc/char_cnn_rnn.py: the input encoding and the HybridCNNLong + FixedGRU encoder."""
+"""Tests of misc/text/char_cnn_rnn.py: the input encoding and the HybridCNNLong + FixedGRU encoder."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from misc.char_cnn_rnn import (
+from misc.text.char_cnn_rnn import (
     ALPHABET, ALPHABET_SIZE, BYTE_TO_INDEX, DOC_LENGTH, WIDTHS, CharCnnRnn, FixedGRU, encode_text,
     encode_text_tf, sequence_lengths, text_to_indices,
 )

@@ -11,8 +11,8 @@ from misc.config import default_config
 from misc.errors import CheckpointError
 from misc.gan import adam
 from stageI.trainer import build_gan
+from tiny_data import TINY
 
-TINY = {"GAN.GF_DIM": 8, "GAN.DF_DIM": 4, "GAN.EMBEDDING_DIM": 8, "TEXT.DIMENSION": 16, "Z_DIM": 10}
 B = 4
 
 

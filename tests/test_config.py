@@ -108,3 +108,19 @@ def test_save_then_load_round_trip(tmp_path):
     save_config(cfg, tmp_path / "config.yml")
     again = load_config(tmp_path / "config.yml")
     assert again.to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("GPU_ID", 1, "'GPU_ID' 1 is not used by this port: GPUs are chosen with --gpu"),
+    ("TRAIN.FINETUNE_LR", True, "'TRAIN.FINETUNE_LR' True is not ported"),
+])
+def test_original_keys_that_are_not_ported_are_refused_unless_at_their_default(tmp_path, key, value, message):
+    section, _, name = key.rpartition(".")
+    text = f"{section}:\n  {name}: {str(value).lower()}\n" if section else f"{name}: {value}\n"
+    path = tmp_path / "cfg.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"{path}: {message}"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=f"--set: {message}"):
+        load_config(None, overrides={key: value})
+    assert load_config(None, overrides={key: not value if isinstance(value, bool) else 0})  # the default

@@ -1,4 +1,4 @@
-"""Tests of `misc/convert_inception.py` on a GraphDef synthesised with the 2015 graph's node names.
+"""Tests of `misc/evaluation/convert_inception.py` on a GraphDef synthesised with the 2015 graph's node names.
 
 The real `classify_image_graph_def.pb` is never downloaded, so the tests write a frozen GraphDef
 with random weights under the names and shapes of the 2015 graph and check that the conversion
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from misc import convert_inception
+from misc.evaluation import convert_inception
 from misc.cli import run_cli
-from misc.convert_inception import conv_bn_pairs, convert, graph_conv_names
+from misc.evaluation.convert_inception import conv_bn_pairs, convert, graph_conv_names
 from misc.errors import StackGANError
-from misc.inception import build_inception
+from misc.evaluation.inception import build_inception
 
 # Kernel shapes of some 2015-graph convolutions, from the Inception-v3 architecture (Szegedy et al.
 # 2016; TF-slim's Mixed_5b..Mixed_7c): the pairing must give exactly these to the named nodes.

@@ -65,7 +65,7 @@ def test_minimal_split_loads_and_casts(tmp_path):
     ("filenames.pickle", "download the StackGAN cnn-rnn embeddings"),
     ("class_info.pickle", "download the StackGAN cnn-rnn embeddings"),
     ("char-CNN-RNN-embeddings.pickle", "download the StackGAN cnn-rnn embeddings"),
-    ("8images.pickle", "run `python misc/preprocess_birds.py --data_dir"),
+    ("8images.pickle", "run `python misc/data/preprocess_birds.py --data_dir"),
 ])
 def test_missing_files(tmp_path, file, hint):
     root = write_split(tmp_path)
@@ -78,7 +78,7 @@ def test_missing_files(tmp_path, file, hint):
 def test_missing_images_hint_names_the_flowers_script(tmp_path):
     root = write_split(tmp_path, names=[f"jpg/image_{i:05d}" for i in range(1, 5)])
     (root / "train" / "8images.pickle").unlink()
-    with pytest.raises(DataError, match="misc/preprocess_flowers.py"):
+    with pytest.raises(DataError, match="misc/data/preprocess_flowers.py"):
         load_split(root, "train", 8)
     with pytest.raises(DataError, match="76images.pickle: file not found"):
         load_split(root, "train", 76)

@@ -1,4 +1,4 @@
-"""Tests of misc/demo.py: sentences to captioned sheets, interpolation, determinism, user errors."""
+"""Tests of misc/generate/demo.py: sentences to captioned sheets, interpolation, determinism, user errors."""
 import os
 import subprocess
 import sys
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from misc.cli import run_cli
-from misc.demo import BUILT_IN_EXAMPLES, example_sentences, interpolation_embeddings, main, read_caption_file
+from misc.generate.demo import BUILT_IN_EXAMPLES, example_sentences, interpolation_embeddings, main, read_caption_file
 from misc.errors import DataError, StackGANError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def test_sentences_from_arguments_and_file_give_one_sheet_each(tiny_models, tmp_
 
 
 def test_seed_reaches_the_noise_and_repeats_the_sheets(tiny_models, tmp_path, monkeypatch):
-    from misc.inference import TextToImageModels
+    from misc.generate.inference import TextToImageModels
 
     # The tiny untrained generators give nearly flat images whatever the noise, so equal sheets alone
     # would not show that --seed is used: record the seed the noise is drawn with as well.
@@ -118,8 +118,8 @@ def test_user_errors_are_one_line_and_write_nothing(case, tiny_models, tmp_path,
     elif case == "no encoder":
         args += ["--encoder", str(tmp_path / "no_encoder")]
     elif case == "encoder size":
-        from misc.char_cnn_rnn import CharCnnRnn
-        from misc.text_encoder import TEXT_ENCODER_FILE
+        from misc.text.char_cnn_rnn import CharCnnRnn
+        from misc.text.encoder import TEXT_ENCODER_FILE
 
         small = CharCnnRnn(conv_channels=(8, 8, 8), rnn_dim=8, emb_dim=8)  # the snapshots take 16-d embeddings
         small.build()
@@ -138,7 +138,7 @@ def test_user_errors_are_one_line_and_write_nothing(case, tiny_models, tmp_path,
 
 def test_command_line_process_reports_a_missing_model_without_traceback(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run([sys.executable, "-m", "misc.demo", "--ckt-dir", str(tmp_path), "a red star"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "misc.generate.demo", "--ckt-dir", str(tmp_path), "a red star"], cwd=REPO,
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (f"error: {tmp_path / 'shapes'}: no trained checkpoint (model_<iteration>.weights.h5 "

@@ -60,12 +60,12 @@ TWO_REPLICAS_SCRIPT = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
     from misc.config import default_config
+    from tiny_data import TINY
     from misc.distribute import get_strategy
     from stageI.trainer import build_gan
 
     keras.utils.set_random_seed(0)
-    cfg = default_config().updated({"GAN.GF_DIM": 8, "GAN.DF_DIM": 4, "GAN.EMBEDDING_DIM": 8,
-                                    "TEXT.DIMENSION": 16, "Z_DIM": 10})
+    cfg = default_config().updated(TINY)
     rng = np.random.default_rng(0)
     B = 4
     f = lambda *shape: rng.standard_normal(shape).astype(np.float32)
@@ -105,7 +105,8 @@ TWO_REPLICAS_SCRIPT = textwrap.dedent("""
 
 
 def test_two_replicas_train_like_one_device():
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), TF_CPP_MIN_LOG_LEVEL="2",
+               CUDA_VISIBLE_DEVICES="")
     result = subprocess.run([sys.executable, "-c", TWO_REPLICAS_SCRIPT], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

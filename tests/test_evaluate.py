@@ -1,4 +1,4 @@
-"""Tests of `misc/evaluate.py`: sample names, score arithmetic, and the command end to end.
+"""Tests of `misc/evaluation/evaluate.py`: sample names, score arithmetic, and the command end to end.
 
 The end-to-end runs use a shapes dataset of 2 images per class and an untrained judge and text
 and image encoders at tiny widths; the Inception plumbing runs on a stand-in
@@ -15,16 +15,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from misc import evaluate, shapes
-from misc.char_cnn_rnn import CharCnnRnn
+from misc.data import shapes
+from misc.evaluation import evaluate
+from misc.text.char_cnn_rnn import CharCnnRnn
 from misc.cli import run_cli
 from misc.errors import DataError
-from misc.evaluate import (
+from misc.evaluation.evaluate import (
     EVAL_FILE, Sample, attribute_accuracy, find_samples, format_table, parse_sample_name, real_view,
 )
-from misc.inception import IMAGE_SIZE, build_inception
-from misc.judge import ATTRIBUTES, DONE_FILE, JUDGE_FILE, OPTIONS_FILE, ShapesJudge
-from misc.text_encoder import IMAGE_ENCODER_FILE, TEXT_ENCODER_FILE, ImageEncoder, load_captioned_split
+from misc.evaluation.inception import IMAGE_SIZE, build_inception
+from misc.evaluation.judge import ATTRIBUTES, DONE_FILE, JUDGE_FILE, OPTIONS_FILE, ShapesJudge
+from misc.datasets import load_captioned_split
+from misc.text.encoder import IMAGE_ENCODER_FILE, TEXT_ENCODER_FILE, ImageEncoder
 
 CANDIDATES = 10  # the tiny test split has 24 images, fewer than AttnGAN's 100
 

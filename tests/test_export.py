@@ -1,4 +1,4 @@
-"""Tests of misc/export.py: the SavedModel that draws images from raw sentences.
+"""Tests of misc/generate/export.py: the SavedModel that draws images from raw sentences.
 
 The tiny snapshots and text encoder of conftest's `tiny_models` (kernels re-drawn in memory so that the
 images vary) are exported twice, Stage-I + Stage-II and Stage-I only; both exports are loaded in a
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from misc import export
+from misc.generate import export
 from misc.errors import StackGANError
 
 # Upper case (read as lower case), non-ASCII bytes (zero rows), a text past the 201-byte window,
@@ -47,7 +47,7 @@ def spread_weights(network, seed: int) -> None:
 def tiny(tiny_models, tmp_path_factory):
     """Tiny models in the trained layouts (conftest `tiny_models`, read-only), and two exports of them
     into a folder of this module: Stage-I + Stage-II, and Stage-I only."""
-    from misc.inference import load_encoder, load_generators
+    from misc.generate.inference import load_encoder, load_generators
 
     paths = tiny_models
     root = tmp_path_factory.mktemp("export")
@@ -147,7 +147,7 @@ def served(tiny):
 
 def reference(models, encoder, captions_or_embeddings, z, epsilon1, epsilon2=None):
     """The Keras networks' images in [0, 1], text encoded with the NumPy `encode_text`."""
-    from misc.char_cnn_rnn import encode_text
+    from misc.text.char_cnn_rnn import encode_text
 
     inputs = captions_or_embeddings
     embeddings = encoder(encode_text(inputs)) if isinstance(inputs, list) else inputs
@@ -195,7 +195,7 @@ def test_embedding_signatures_match_keras(tiny, served, tag):
 
 
 def test_embed_captions_matches_keras_encoder(tiny, served):
-    from misc.char_cnn_rnn import encode_text
+    from misc.text.char_cnn_rnn import encode_text
 
     results, _, _ = served
     expected = np.asarray(tiny["encoder_model"](encode_text(CAPTIONS)))
@@ -267,7 +267,7 @@ class StubArchive:
 
 
 def test_cli_exports_stage1_when_only_stage1_is_trained(tiny, tmp_path, monkeypatch):
-    """`python -m misc.export` with defaults: the newest snapshot (here Stage-I only) to models/<dataset>/saved_model.
+    """`python -m misc.generate.export` with defaults: the newest snapshot (here Stage-I only) to models/<dataset>/saved_model.
 
     The graph is stubbed (the fixture's exports cover it); this checks the wiring around it.
     """

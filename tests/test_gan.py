@@ -7,9 +7,8 @@ import tensorflow as tf
 from misc.config import default_config
 from misc.gan import LOSS_NAMES, CondGAN, adam
 from stageI.trainer import build_gan
+from tiny_data import TINY
 
-TINY = {"GAN.GF_DIM": 8, "GAN.DF_DIM": 4, "GAN.EMBEDDING_DIM": 8, "TEXT.DIMENSION": 16, "Z_DIM": 10,
-        "TRAIN.BATCH_SIZE": 4}
 B = 4
 
 

@@ -1,4 +1,4 @@
-"""Tests for misc/inception.py: the plumbing of the Inception-v3 extractor, with random weights.
+"""Tests for misc/evaluation/inception.py: the plumbing of the Inception-v3 extractor, with random weights.
 
 No real Inception weights exist in the repository (they are never downloaded), so these tests
 check shapes, weight files and their errors, and the preprocessing against a NumPy reference.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from misc.errors import StackGANError
-from misc.inception import IMAGE_SIZE, POOL_DIM, build_inception, extract, preprocess
+from misc.evaluation.inception import IMAGE_SIZE, POOL_DIM, build_inception, extract, preprocess
 
 
 @pytest.fixture(scope="module")

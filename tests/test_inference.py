@@ -1,4 +1,4 @@
-"""Tests of misc/inference.py: finding and restoring snapshots for generation, the text encoder, noise."""
+"""Tests of misc/generate/inference.py: finding and restoring snapshots for generation, the text encoder, noise."""
 import os
 import shutil
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from misc.errors import CheckpointError
-from misc.inference import (
+from misc.generate.inference import (
     TRUNCATION, encoder_dir, find_checkpoint, load_encoder, load_generators, truncated_normal,
 )
 
@@ -49,9 +49,9 @@ def test_default_is_the_stage2_snapshot_with_both_generators(tiny_models):
     models = load_generators(None, dataset="birds", output_dir=tiny_models["output_dir"])
     assert models.stage == "stageII" and models.has_stage2 and models.image_size == 256
     assert models.checkpoint == tiny_models["stage2"] / "model_8.weights.h5" and models.iteration == 8
-    assert (models.z_dim, models.ef_dim, models.text_dim, models.dataset) == (100, 8, 16, "birds")
+    assert (models.z_dim, models.ef_dim, models.text_dim, models.dataset) == (10, 8, 16, "birds")
     z, epsilon1, epsilon2 = models.sample_noise(3, seed=7)
-    assert z.shape == (3, 100) and epsilon1.shape == epsilon2.shape == (3, 8)
+    assert z.shape == (3, 10) and epsilon1.shape == epsilon2.shape == (3, 8)
     embeddings = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
     low, high = models.generate(embeddings, z, epsilon1, epsilon2)
     assert low.shape == (3, 64, 64, 3) and high.shape == (3, 256, 256, 3)

@@ -1,4 +1,4 @@
-"""Tests of `misc/judge.py`: the caption reader, the judge network, its training, saving and loading."""
+"""Tests of `misc/evaluation/judge.py`: the caption reader, the judge network, its training, saving and loading."""
 from __future__ import annotations
 
 import json
@@ -7,16 +7,16 @@ import keras
 import numpy as np
 import pytest
 
-from misc import judge as judge_module
-from misc import shapes
+from misc.evaluation import judge as judge_module
+from misc.data import shapes
 from misc.cli import run_cli
 from misc.errors import CheckpointError, DataError
-from misc.judge import (
+from misc.evaluation.judge import (
     ATTRIBUTES, DONE_FILE, JUDGE_FILE, OPTIONS_FILE, ShapesJudge, attribute_labels,
     fit_to_input, judge_images, judge_training, load_judge, read_attributes, recolour, stale_judge_note,
     train_judge,
 )
-from misc.text_encoder import images_to_float, load_captioned_split
+from misc.datasets import images_to_float, load_captioned_split
 
 HEAD_SIZES = {"shape": 6, "colour": 8, "background": 8, "size": 3, "position": 5}
 
@@ -90,7 +90,8 @@ def test_recolour_repaints_like_the_generator():
 
 def test_blur_softens_edges_and_keeps_colours():
     rng = np.random.default_rng(0)
-    attrs = shapes.sample_attributes("star", "red", rng, {"size": "large", "position": "centre"})
+    attrs = {**shapes.sample_attributes("star", "red", rng), "size": "large", "position": "centre",
+             "center": [0.5, 0.5], "extent": shapes.SIZES["large"]}
     image = shapes.downsample(shapes.render_image(attrs, rng=rng))[6:70, 6:70]
     images = np.stack([image, image])
     kept = judge_module.blur(images, np.random.default_rng(1), probability=0.0)
@@ -175,7 +176,7 @@ def test_default_judge_blurs_and_an_unblurred_one_is_noted(trained, tmp_path):
     (old / OPTIONS_FILE).write_text(json.dumps(options))  # as the judge before blur wrote it
     note = stale_judge_note(old)
     assert note.startswith(f"note: {old / OPTIONS_FILE}: this judge was trained without blurred crops")
-    assert f"python -m misc.judge --data_dir DATA_DIR --out {old}`" in note and "\n" not in note
+    assert f"python -m misc.evaluation.judge --data_dir DATA_DIR --out {old}`" in note and "\n" not in note
     assert stale_judge_note(tmp_path / "missing") is None and judge_training(tmp_path / "missing") is None
 
 

@@ -1,10 +1,10 @@
-"""Tests for misc/metrics.py: IS, Frechet distance and R-precision against independent code."""
+"""Tests for misc/evaluation/metrics.py: IS, Frechet distance and R-precision against independent code."""
 import math
 
 import numpy as np
 import pytest
 
-from misc.metrics import (
+from misc.evaluation.metrics import (
     feature_statistics,
     frechet_distance,
     inception_score,
@@ -232,7 +232,7 @@ def test_r_precision_rejects_bad_input():
 
 
 def test_sample_diversity_by_hand():
-    from misc.metrics import sample_diversity
+    from misc.evaluation.metrics import sample_diversity
 
     # Caption 0: two samples, pixels 0 and 255 -> values -1 and 1, std 1 everywhere.
     # Caption 1: two identical samples -> std 0. Caption 2: one sample, skipped. Mean: 0.5.

@@ -1,4 +1,4 @@
-"""Tests of misc/preprocess_birds.py and misc/preprocess_flowers.py."""
+"""Tests of misc/data/preprocess_birds.py and misc/data/preprocess_flowers.py."""
 import shutil
 import subprocess
 import sys
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from misc import preprocess_birds as birds
-from misc import preprocess_flowers as flowers
+from misc.data import preprocess_birds as birds
+from misc.data import preprocess_flowers as flowers
 from misc.datasets import load_split
 from misc.errors import DataError
 from misc.pickle_io import load_pickle
@@ -156,7 +156,7 @@ def test_errors(small_birds):
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "misc" / "preprocess_birds.py"), "--data_dir", str(tmp_path)],
+        [sys.executable, str(REPO / "misc" / "data" / "preprocess_birds.py"), "--data_dir", str(tmp_path)],
         capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

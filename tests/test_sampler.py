@@ -1,4 +1,4 @@
-"""Tests of misc/sampler.py through the command lines that run it (`TRAIN.FLAG: false`)."""
+"""Tests of misc/generate/sampler.py through the command lines that run it (`TRAIN.FLAG: false`)."""
 import json
 import os
 import shutil
@@ -11,7 +11,7 @@ from PIL import Image
 
 from misc.cli import run_cli
 from misc.datasets import read_filenames
-from misc.sampler import sample_name
+from misc.generate.sampler import sample_name
 from stageI import run_exp as stage1_run_exp
 from stageII import run_exp as stage2_run_exp
 

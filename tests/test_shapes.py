@@ -1,4 +1,4 @@
-"""Tests of `misc/shapes.py`: the synthetic shapes dataset in the original data layout."""
+"""Tests of `misc/data/shapes.py`: the synthetic shapes dataset in the original data layout."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from misc import shapes
+from misc.data import shapes
 from misc.datasets import load_split
 from misc.errors import ConfigError, DataError
 from misc.pickle_io import dump_pickle, load_pickle
@@ -40,7 +40,7 @@ def _captions(root: Path, filename: str) -> list[str]:
 
 
 def _check_captions(attrs: dict, captions: list[str]) -> None:
-    assert len(captions) == shapes.NUM_CAPTIONS
+    assert len(captions) == shapes.CAPTIONS_PER_IMAGE
     mentioned = []
     for caption in captions:
         assert 0 < len(caption) <= shapes.MAX_CAPTION_CHARS, caption
@@ -294,7 +294,7 @@ def test_cli(tmp_path, capsys):
     assert json.loads((out / shapes.MANIFEST).read_text())["seed"] == 4
 
 
-@pytest.mark.parametrize("command", [["-m", "misc.shapes"], [str(REPO / "misc" / "shapes.py")]])
+@pytest.mark.parametrize("command", [["-m", "misc.data.shapes"], [str(REPO / "misc" / "data" / "shapes.py")]])
 def test_cli_help_writes_nothing(tmp_path, command):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run([sys.executable, *command, "--help"], cwd=tmp_path, env=env,
@@ -308,7 +308,7 @@ def test_cli_user_error_is_one_line(tmp_path):
     (tmp_path / "Data" / "shapes").mkdir(parents=True)
     (tmp_path / "Data" / "shapes" / "other.txt").write_text("x")
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run([sys.executable, "-m", "misc.shapes", "--per-class", "1"], cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-m", "misc.data.shapes", "--per-class", "1"], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.startswith("error: Data/shapes: exists and is not a shapes dataset")
@@ -331,7 +331,7 @@ def test_caption_attributes_of_hand_written_captions():
 
 
 def test_caption_attributes_are_exactly_what_the_generator_chose(monkeypatch):
-    """Every caption names the shape plus exactly the subset `misc.shapes` decided to mention."""
+    """Every caption names the shape plus exactly the subset `misc.data.shapes` decided to mention."""
     chosen = []
     original = shapes._caption
 
@@ -350,103 +350,3 @@ def test_caption_attributes_are_exactly_what_the_generator_chose(monkeypatch):
         named = shapes.caption_attributes(caption)
         assert set(named) == {"shape"} | set(mention), caption
         assert all(attrs[name] == value for name, value in named.items()), caption
-
-
-# --- diagnostic copies with attributes held (--hold) ----------------------------------------------
-
-def test_held_copy_differs_from_the_dataset_only_in_what_is_held(dataset, tmp_path):
-    held = shapes.generate_shapes(tmp_path / "held", seed=0, per_class=PER_CLASS, progress=False,
-                                  hold={"position": "centre", "size": "large"})
-    manifest = json.loads((held / shapes.MANIFEST).read_text())
-    assert manifest["held"] == {"size": "large", "position": "centre"}
-    assert "**Held**" in (held / "README.md").read_text()
-    assert "held" not in json.loads((dataset / shapes.MANIFEST).read_text())
-    for split in SPLITS:
-        for full, record in zip(_records(dataset, split), _records(held, split), strict=True):
-            assert (record["size"], record["position"]) == ("large", "centre")
-            for key in ("filename", "class_id", "shape", "colour", "background"):
-                assert record[key] == full[key]
-            assert abs(record["center"][0] - 0.5) <= shapes.CROSS_AXIS_JITTER
-            assert abs(record["center"][1] - 0.5) <= shapes.CROSS_AXIS_JITTER
-            _check_captions(record, _captions(held, record["filename"]))
-        for name in ("filenames.pickle", "class_info.pickle"):
-            assert load_pickle(held / split / name) == load_pickle(dataset / split / name)
-
-
-def test_held_colours_and_their_clashes():
-    rng = np.random.default_rng(5)
-    for k in range(300):
-        shape, colour = shapes.SHAPES[k % 6], list(shapes.PALETTE)[k % 8]
-        attrs = shapes.sample_attributes(shape, colour, rng, {"background": "red"})
-        assert attrs["background"] == "red" and attrs["colour"] != "red"
-        if colour != "red":
-            assert attrs["colour"] == colour
-        attrs = shapes.sample_attributes(shape, colour, rng, {"colour": "white"})
-        assert attrs["colour"] == "white" and attrs["background"] != "white"
-        attrs = shapes.sample_attributes(shape, colour, rng, {"colour": "white", "background": "black"})
-        assert (attrs["colour"], attrs["background"]) == ("white", "black")
-        _check_captions(attrs, shapes.make_captions(attrs, rng))
-    # The same draws with and without a hold: only the held value changes, except where the held
-    # colour is the background the full dataset drew, which is then drawn again.
-    clashes = 0
-    for seed in range(40):
-        plain = shapes.sample_attributes("star", "blue", np.random.default_rng(seed))
-        held = shapes.sample_attributes("star", "blue", np.random.default_rng(seed), {"colour": "green"})
-        if plain["background"] == "green":
-            clashes += 1
-            assert held["background"] != "green" and held == {**plain, "colour": "green",
-                                                                      "background": held["background"]}
-        else:
-            assert held == {**plain, "colour": "green"}
-    assert 0 < clashes < 40  # both cases were checked
-
-
-def test_pixels_of_a_held_colour(tmp_path):
-    held = shapes.generate_shapes(tmp_path / "white", seed=0, per_class=1, progress=False,
-                                  hold={"colour": "white", "background": "black"})
-    images = load_pickle(held / "test" / "304images.pickle")
-    for record, image in zip(_records(held, "test"), images, strict=True):
-        x, y = (np.asarray(record["center"]) * 304).astype(int)
-        assert np.abs(image[y, x].astype(int) - shapes.PALETTE["white"]).max() <= 1
-        assert np.abs(image[:10, :10].reshape(-1, 3).mean(0) - shapes.PALETTE["black"]).max() < 4
-
-
-def test_a_held_copy_never_replaces_the_full_dataset(tmp_path):
-    full = shapes.generate_shapes(tmp_path / "shapes", seed=0, per_class=1, progress=False)
-    before = (full / "train" / "76images.pickle").read_bytes()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run([sys.executable, "-m", "misc.shapes", "--out", str(full), "--per-class", "1",
-                             "--hold", "size=large"], env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"{full}: holds the full shapes dataset" in result.stderr
-    assert (full / "train" / "76images.pickle").read_bytes() == before
-    assert "held" not in json.loads((full / shapes.MANIFEST).read_text())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["shapes"]  # no partial folder left behind
-
-
-def test_a_different_hold_rewrites_the_copy(tmp_path, capsys):
-    out = str(tmp_path / "copy")
-    assert shapes.main(["--out", out, "--per-class", "1", "--quiet", "--hold", "size=small"]) == 0
-    assert "(seed 0, size=small)" in capsys.readouterr().out
-    assert shapes.main(["--out", out, "--per-class", "1", "--quiet", "--hold", "size=small"]) == 0
-    assert "already holds" in capsys.readouterr().out
-    assert shapes.main(["--out", out, "--per-class", "1", "--quiet"]) == 0
-    assert "wrote 36 train" in capsys.readouterr().out
-    assert "held" not in json.loads((Path(out) / shapes.MANIFEST).read_text())
-
-
-@pytest.mark.parametrize("hold, message", [
-    (["shape=circle"], "error: cannot hold 'shape'"),
-    (["size=huge"], "error: cannot hold size='huge': size is one of small, medium, large"),
-    (["colour=white", "background=white"], "error: cannot hold colour and background both at 'white'"),
-    (["size"], "expected NAME=VALUE"),
-    (["size=large", "size=small"], "each attribute at most once"),
-])
-def test_bad_hold_is_one_line_and_writes_nothing(tmp_path, hold, message):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    args = [a for h in hold for a in ("--hold", h)]
-    result = subprocess.run([sys.executable, "-m", "misc.shapes", "--per-class", "1", *args], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert list(tmp_path.iterdir()) == []

@@ -1,9 +1,9 @@
-"""Tests of misc/sheets.py: the layout of the captioned sheets and interpolation strips."""
+"""Tests of misc/generate/sheets.py: the layout of the captioned sheets and interpolation strips."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from misc.sheets import SAMPLES_PER_BLOCK, caption_sheet, save_image, strip_sheet, upsample
+from misc.generate.sheets import SAMPLES_PER_BLOCK, caption_sheet, save_image, strip_sheet, upsample
 
 
 def samples(k, size=16, value=200):

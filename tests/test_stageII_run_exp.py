@@ -5,16 +5,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tiny_data import event_tags, run_script, sets
+from tiny_data import event_tags, run_script, sets, tiny_sets
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "stageII" / "run_exp.py"
 STAGE1_SCRIPT = REPO / "stageI" / "run_exp.py"
 CFG = REPO / "stageII" / "cfg" / "birds.yml"
 STAGE1_CFG = REPO / "stageI" / "cfg" / "birds.yml"
-# Tiny widths and batch, the same for both stages; TEXT.DIMENSION matches the tiny dataset's 16-d embeddings.
-TINY = ["GAN.GF_DIM=8", "GAN.DF_DIM=4", "GAN.EMBEDDING_DIM=8", "GAN.R_NUM=1", "TEXT.DIMENSION=16",
-        "TRAIN.BATCH_SIZE=4"]
 
 
 def run(args, script=SCRIPT, cwd=REPO, timeout=300):
@@ -43,11 +40,11 @@ def stage2_run(tiny_birds, tmp_path_factory):
     """Tiny Stage-I (1 epoch = 4 iterations), then one Stage-II epoch: (output root, args, result)."""
     out = tmp_path_factory.mktemp("runs") / "out"
     stage1 = run(["--cfg", str(STAGE1_CFG), "--data_dir", str(tiny_birds),
-                  *sets(*TINY, f"OUTPUT_DIR={out}", "TRAIN.MAX_EPOCH=1")], script=STAGE1_SCRIPT)
+                  *tiny_sets(f"OUTPUT_DIR={out}", "TRAIN.MAX_EPOCH=1")], script=STAGE1_SCRIPT)
     assert stage1.returncode == 0, stage1.stderr[-3000:]
     # 18 images / batch 4: Stage-I ends at iteration 4 = epoch 1, so Stage-II runs epoch 2 (iterations 5..8).
     common = ["--cfg", str(CFG), "--data_dir", str(tiny_birds),
-              *sets(*TINY, f"OUTPUT_DIR={out}", "TRAIN.SNAPSHOT_INTERVAL=3", "TRAIN.PRETRAINED_EPOCH=1")]
+              *tiny_sets(f"OUTPUT_DIR={out}", "TRAIN.SNAPSHOT_INTERVAL=3", "TRAIN.PRETRAINED_EPOCH=1")]
     return out, common, run([*common, *sets("TRAIN.MAX_EPOCH=2")])
 
 

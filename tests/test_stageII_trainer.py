@@ -1,4 +1,5 @@
 """Tests of the Stage-II training wiring (`stageII/trainer.py`) at tiny widths, in-process."""
+import json
 import os
 from pathlib import Path
 
@@ -7,11 +8,10 @@ import pytest
 
 from misc.config import load_config
 from misc.errors import CheckpointError
+from tiny_data import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = REPO / "stageII" / "cfg" / "birds.yml"
-TINY = {"GAN.GF_DIM": 8, "GAN.DF_DIM": 4, "GAN.EMBEDDING_DIM": 8, "GAN.R_NUM": 1, "TEXT.DIMENSION": 16,
-        "TRAIN.BATCH_SIZE": 4}
 
 
 def tiny_cfg(tmp_path, **extra):
@@ -116,8 +116,15 @@ def fake_snapshot(run_dir, iteration, mtime):
     return weights
 
 
-def test_find_stage1_checkpoint_picks_the_newest(tmp_path):
-    from stageII.trainer import find_stage1_checkpoint
+def fake_record(weights, stage, dataset="birds", iteration=0, epoch=0):
+    weights.with_name(weights.name.replace(".weights.h5", ".json")).write_text(json.dumps(
+        {"iteration": iteration, "epoch": epoch, "optimizer_iterations": iteration, "stage": stage,
+         "dataset": dataset}))
+
+
+def test_a_new_run_starts_from_the_newest_stage1_checkpoint(tmp_path):
+    from misc.runs import plan_start
+    from stageII import STAGE
 
     cfg = tiny_cfg(tmp_path)
     root = tmp_path / "out" / "birds"
@@ -127,25 +134,46 @@ def test_find_stage1_checkpoint_picks_the_newest(tmp_path):
     fake_snapshot(root / "stageII_2024_01_03_00_00_00", 900, mtime=9_000)  # not Stage-I
     fake_snapshot(tmp_path / "out" / "flowers" / "stageI_2024_01_04_00_00_00", 900, mtime=9_000)  # other dataset
     (root / "stageI_2024_01_05_00_00_00").mkdir()  # a run without snapshots
-    assert find_stage1_checkpoint(cfg) == newest
+    fake_record(newest, "stageI", iteration=300, epoch=3)
+    start = plan_start(cfg, STAGE)
+    assert start.snapshot == newest and start.iteration == 300 and not start.resume
 
 
-def test_find_stage1_checkpoint_without_any_says_what_to_run(tmp_path):
-    from stageII.trainer import find_stage1_checkpoint
+def test_without_a_stage1_checkpoint_it_says_what_to_run(tmp_path):
+    from misc.runs import plan_start
+    from stageII import STAGE
 
     with pytest.raises(CheckpointError, match="run `make train-stage1` first") as err:
-        find_stage1_checkpoint(tiny_cfg(tmp_path))
+        plan_start(tiny_cfg(tmp_path), STAGE)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("resume, stage, dataset, message", [
+    (False, "stageII", "birds", "this is a stageII checkpoint, expected stageI"),
+    (True, "stageI", "birds", "this is a stageI checkpoint, expected stageII"),
+    (False, "stageI", "flowers", "trained on flowers, not on birds"),
+])
+def test_a_checkpoint_of_another_stage_or_dataset_is_refused_before_loading(tmp_path, resume, stage, dataset,
+                                                                            message):
+    from misc.runs import plan_start
+    from stageII import STAGE
+
+    weights = fake_snapshot(tmp_path / "run", 4, mtime=1_000)
+    fake_record(weights, stage, dataset)
+    cfg = tiny_cfg(tmp_path, **({} if resume else {"TRAIN.PRETRAINED_MODEL": str(weights)}))
+    with pytest.raises(CheckpointError, match=message):
+        plan_start(cfg, STAGE, resume=str(weights) if resume else None)
 
 
 def test_learning_rate_halves_only_above_the_pretrained_epoch(tmp_path):
     from types import SimpleNamespace
 
     from misc.gan import adam
-    from stageII.trainer import learning_rate_schedule
+    from misc.training import learning_rate_schedule
+    from stageII import STAGE
 
     cfg = load_config(CFG)  # PRETRAINED_EPOCH 600, LR_DECAY_EPOCH 100 [7.3]
-    schedule = learning_rate_schedule(cfg)
+    schedule = learning_rate_schedule(cfg, STAGE)
     model = SimpleNamespace(d_optimizer=adam(1.0), g_optimizer=adam(1.0))
     schedule.set_model(model)
     expected = {594: 2e-4, 600: 2e-4, 699: 2e-4, 700: 1e-4, 800: 5e-5, 1199: 6.25e-6}
@@ -163,5 +191,5 @@ def test_train_refuses_evaluation_mode_and_names_the_sampler(stage):
 
     trainer = importlib.import_module(f"{stage}.trainer")
     cfg = load_config(Path(__file__).resolve().parents[1] / stage / "cfg" / "shapes.yml", {"TRAIN.FLAG": False})
-    with pytest.raises(ConfigError, match=f"misc.sampler.run_evaluation \\({stage}/run_exp.py runs it\\)"):
+    with pytest.raises(ConfigError, match=f"misc.generate.sampler.run_evaluation \\({stage}/run_exp.py runs it\\)"):
         trainer.train(cfg)

@@ -5,13 +5,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tiny_data import event_tags, run_script, sets
+from tiny_data import event_tags, run_script, sets, tiny_sets
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "stageI" / "run_exp.py"
 CFG = REPO / "stageI" / "cfg" / "birds.yml"
-# Tiny widths and batch; TEXT.DIMENSION matches the tiny dataset's 16-d embeddings.
-TINY = ["GAN.GF_DIM=8", "GAN.DF_DIM=4", "GAN.EMBEDDING_DIM=8", "TEXT.DIMENSION=16", "TRAIN.BATCH_SIZE=4"]
 
 
 def run(args, cwd=REPO, timeout=300):
@@ -32,7 +30,7 @@ def first_run(tiny_birds, tmp_path_factory):
     """One epoch of tiny Stage-I training through the command line: (output root, args, result)."""
     out = tmp_path_factory.mktemp("runs") / "out"
     common = ["--cfg", str(CFG), "--data_dir", str(tiny_birds),
-              *sets(*TINY, f"OUTPUT_DIR={out}", "TRAIN.SNAPSHOT_INTERVAL=3", "TRAIN.SUMMARY_INTERVAL=1")]
+              *tiny_sets(f"OUTPUT_DIR={out}", "TRAIN.SNAPSHOT_INTERVAL=3", "TRAIN.SUMMARY_INTERVAL=1")]
     return out, common, run([*common, *sets("TRAIN.MAX_EPOCH=1")])
 
 

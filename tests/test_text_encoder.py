@@ -1,4 +1,4 @@
-"""Tests of misc/text_encoder.py: DS-SJE loss and training, embedding files, retrieval, command line."""
+"""Tests of misc/text/encoder.py: DS-SJE loss and training, embedding files, retrieval, command line."""
 import json
 import shutil
 import subprocess
@@ -9,15 +9,16 @@ import keras
 import numpy as np
 import pytest
 
-from misc.char_cnn_rnn import CharCnnRnn, indices_to_one_hot
+from misc.text.char_cnn_rnn import CharCnnRnn, indices_to_one_hot
 from misc.cli import run_cli
 from misc.datasets import load_split
 from misc.errors import CheckpointError, DataError
 from misc.pickle_io import load_pickle
-from misc.text_encoder import (
-    DONE_FILE, EMBEDDINGS_FILE, IMAGE_ENCODER_FILE, OPTIONS_FILE, TEXT_ENCODER_FILE, CaptionedSplit, ImageEncoder,
+from misc.datasets import CaptionedSplit, load_captioned_split
+from misc.text.encoder import (
+    DONE_FILE, EMBEDDINGS_FILE, IMAGE_ENCODER_FILE, OPTIONS_FILE, TEXT_ENCODER_FILE, ImageEncoder,
     JointBatchSampler, ds_sje_loss, embed_sentences, format_retrieval, learning_rate_schedule,
-    load_captioned_split, load_text_encoder, main, make_train_step, retrieval, train,
+    load_text_encoder, main, make_train_step, retrieval, train,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,7 +187,7 @@ def test_missing_encoder_is_a_one_line_error(tmp_path, capsys):
         run_cli(main, ["embed", "--encoder", str(tmp_path / "nowhere"), "a bird"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and "misc.text_encoder train" in err
+    assert err.startswith("error: ") and "\n" not in err and "misc.text.encoder train" in err
 
 
 
@@ -209,7 +210,7 @@ def test_embed_needs_sentences(trained, capsys):
 
 
 def test_command_line_process_reports_missing_encoder(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "misc.text_encoder", "embed", "--encoder",
+    proc = subprocess.run([sys.executable, "-m", "misc.text.encoder", "embed", "--encoder",
                            str(tmp_path / "none"), "a bird"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -220,7 +221,7 @@ def test_command_line_process_reports_missing_encoder(tmp_path):
 @pytest.mark.slow
 def test_default_training_on_shapes_retrieves_above_chance(tmp_path):
     """The `make text-encoder` setting: small width, default steps, on the shapes dataset (minutes)."""
-    from misc.shapes import generate_shapes
+    from misc.data.shapes import generate_shapes
 
     data_dir = generate_shapes(tmp_path / "shapes", seed=0, progress=False)
     train(data_dir, tmp_path / "encoder", progress=False)

@@ -8,8 +8,8 @@ from PIL import Image
 from misc import visualize
 from misc.config import default_config
 from stageI.trainer import build_gan
+from tiny_data import TINY
 
-TINY = {"GAN.GF_DIM": 8, "GAN.DF_DIM": 4, "GAN.EMBEDDING_DIM": 8, "TEXT.DIMENSION": 16, "Z_DIM": 10}
 
 
 def test_to_uint8_is_linear_and_clipped():
@@ -39,7 +39,7 @@ def gan():
 
 def test_sample_rows_zero_z_uses_inference_mode(gan):
     embeddings = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32)
-    fake = visualize.sample_rows(gan, embeddings, num_copy=3)
+    (fake,) = visualize.sample_rows(gan, embeddings, num_copy=3)
     assert fake.shape == (2, 3, 64, 64, 3)
     assert np.abs(fake).max() <= 1.0
     # Only the CA noise differs along a row (z = 0), so the samples of a row differ from each other.

@@ -20,12 +20,23 @@ import numpy as np
 from PIL import Image
 
 from misc.datasets import SplitData
-from misc.preprocess_birds import preprocess_birds
+from misc.data.preprocess_birds import preprocess_birds
 
 # A few real CUB class folder names; more classes get made-up names in the same pattern.
 CUB_CLASS_NAMES = ("Black_footed_Albatross", "Laysan_Albatross", "Sooty_Albatross",
                    "Groove_billed_Ani", "Crested_Auklet", "Least_Auklet", "Parakeet_Auklet")
 CAPTIONS_PER_IMAGE = 10
+
+
+# The one tiny config of the tests: every network at tiny widths, the 16-d embeddings of
+# `make_tiny_birds`, batch 4. Merge it into a config (`cfg.updated(TINY)`) or pass `tiny_sets()`.
+TINY = {"GAN.GF_DIM": 8, "GAN.DF_DIM": 4, "GAN.EMBEDDING_DIM": 8, "GAN.R_NUM": 1, "TEXT.DIMENSION": 16,
+        "Z_DIM": 10, "TRAIN.BATCH_SIZE": 4}
+
+
+def tiny_sets(*pairs: str) -> list:
+    """`--set KEY=VALUE` arguments for `TINY`, then for each of `pairs`."""
+    return sets(*(f"{key}={value}" for key, value in TINY.items()), *pairs)
 
 
 def run_script(script: str | Path, args, cwd: str | Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -216,10 +227,6 @@ def make_synthetic_split(n: int = 300, class_size: int = 10, image_size: int = 1
         class_ids=np.arange(n, dtype=np.int64) // class_size + 1)
 
 
-# Tiny widths for generation tests (as tests/test_stageII_run_exp.py's TINY), with the 16-d
-# embeddings of `make_tiny_birds`.
-TINY_GAN = {"GAN.GF_DIM": 8, "GAN.DF_DIM": 4, "GAN.EMBEDDING_DIM": 8, "GAN.R_NUM": 1, "TEXT.DIMENSION": 16,
-            "TRAIN.BATCH_SIZE": 4, "DATASET_NAME": "birds"}
 
 
 def make_tiny_models(root: str | Path, text_dim: int = 16, seed: int = 0) -> dict[str, Path]:
@@ -235,10 +242,10 @@ def make_tiny_models(root: str | Path, text_dim: int = 16, seed: int = 0) -> dic
     """
     import keras
 
-    from misc.char_cnn_rnn import CharCnnRnn
+    from misc.text.char_cnn_rnn import CharCnnRnn
     from misc.checkpoint import save_checkpoint
     from misc.config import load_config, save_config
-    from misc.text_encoder import TEXT_ENCODER_FILE
+    from misc.text.encoder import TEXT_ENCODER_FILE
     from stageI.trainer import build_gan as build_stage1_gan
     from stageI.trainer import build_networks as build_stage1_networks
     from stageII.trainer import build_gan as build_stage2_gan
@@ -246,7 +253,7 @@ def make_tiny_models(root: str | Path, text_dim: int = 16, seed: int = 0) -> dic
     root = Path(root)
     output_dir = root / "ckt_logs"
     keras.utils.set_random_seed(seed)
-    cfg1 = load_config(None, {**TINY_GAN, "TEXT.DIMENSION": text_dim, "CONFIG_NAME": "stageI",
+    cfg1 = load_config(None, {**TINY, "DATASET_NAME": "birds", "TEXT.DIMENSION": text_dim, "CONFIG_NAME": "stageI",
                               "OUTPUT_DIR": str(output_dir)})
     stage1 = output_dir / "birds" / "stageI_2000_01_01_00_00_00"
     save_config(cfg1, stage1 / "config.yml")

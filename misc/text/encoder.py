@@ -3,10 +3,10 @@
 Port of reedscot/cvpr2016 `train_sje_hybrid.lua` (DS-SJE training, reference spec [10.3]) and of
 the embedding step that produced StackGAN's `char-CNN-RNN-embeddings.pickle` [3.1]. Commands:
 
-    python -m misc.text_encoder train --data_dir Data/shapes --out models/shapes/text_encoder
-    python -m misc.text_encoder embed-dataset --encoder models/shapes/text_encoder --data_dir Data/shapes
-    python -m misc.text_encoder embed --encoder models/shapes/text_encoder "a red bird" "a small bird"
-    python -m misc.text_encoder retrieval --encoder models/shapes/text_encoder --data_dir Data/shapes
+    python -m misc.text.encoder train --data_dir Data/shapes --out models/shapes/text_encoder
+    python -m misc.text.encoder embed-dataset --encoder models/shapes/text_encoder --data_dir Data/shapes
+    python -m misc.text.encoder embed --encoder models/shapes/text_encoder "a red bird" "a small bird"
+    python -m misc.text.encoder retrieval --encoder models/shapes/text_encoder --data_dir Data/shapes
 
 `train` also runs `embed-dataset`, so afterwards `<data_dir>/<split>/char-CNN-RNN-embeddings.pickle`
 holds (N, 10, 1024) float32 per split, the layout of the CUB release, for the GAN to read.
@@ -22,12 +22,10 @@ import argparse
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from misc.cli import import_tensorflow, run_cli
 from misc.errors import CheckpointError, DataError, StackGANError
@@ -35,21 +33,22 @@ from misc.errors import CheckpointError, DataError, StackGANError
 tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
-from misc.char_cnn_rnn import (  # noqa: E402
+from misc.text.char_cnn_rnn import (  # noqa: E402
     ALPHABET_SIZE, DOC_LENGTH, WIDTHS, CharCnnRnn, indices_to_one_hot, text_to_indices,
 )
-from misc.pickle_io import dump_pickle, load_pickle  # noqa: E402
+from misc.datasets import (  # noqa: E402
+    CAPTIONS_PER_IMAGE, LR_IMSIZE, LR_SIZE, CaptionedSplit, center_crop, images_to_float, load_captioned_split,
+    read_caption_lines,
+)
+from misc.pickle_io import dump_pickle  # noqa: E402
 from misc.utils import atomic_path, atomic_write_text, mkdir_p  # noqa: E402
+from misc.utils import progress as progress_bar  # noqa: E402
 
 EMBEDDINGS_FILE = "char-CNN-RNN-embeddings.pickle"
 TEXT_ENCODER_FILE = "char_cnn_rnn.keras"
 IMAGE_ENCODER_FILE = "image_encoder.keras"
 OPTIONS_FILE = "train_options.json"
 DONE_FILE = "DONE"  # written last by `train`: the encoders and the embeddings pickles are complete
-CAPTIONS_PER_IMAGE = 10  # text_c10: ten captions per image
-LOW_RES_FILE = "76images.pickle"
-LOAD_SIZE = 76  # the 76x76 images StackGAN's Stage-I crops to 64
-CROP_SIZE = 64
 
 # train_sje_hybrid.lua / scripts/train_cub_hybrid.sh: RMSprop at 0.0007, x0.98 after every "epoch"
 # of ntrain iterations (ntrain = number of training classes), 40 distinct classes per minibatch.
@@ -65,7 +64,7 @@ RMSPROP_EPSILON = 1e-8
 # Channels of the first convolution of the jointly trained image encoder, per width.
 IMAGE_CHANNELS = {"small": 16, "full": 64}
 
-MAKE_IT = "make it with `python -m misc.text_encoder train --data_dir DATA_DIR --out {out}` (or `make text-encoder`)"
+MAKE_IT = "make it with `python -m misc.text.encoder train --data_dir DATA_DIR --out {out}` (or `make text-encoder`)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,7 +103,7 @@ class ImageEncoder(keras.Model):
         )
         self.projection = keras.layers.Dense(self.emb_dim, name="projection")
 
-    def build(self, input_shape=(None, CROP_SIZE, CROP_SIZE, 3)):
+    def build(self, input_shape=(None, LR_IMSIZE, LR_IMSIZE, 3)):
         self.call(keras.KerasTensor(tuple(input_shape)))
         self.built = True
 
@@ -154,88 +153,6 @@ def learning_rate_schedule(base_lr: float, steps_per_epoch: int) -> keras.optimi
 # Data
 # --------------------------------------------------------------------------------------------
 
-@dataclass
-class CaptionedSplit:
-    """One split's images, classes and caption texts, as the text encoder needs them.
-
-    The embeddings pickle this module writes does not exist yet when training starts, so this
-    does not go through `misc.datasets.load_split`, which requires it.
-    """
-
-    data_dir: Path
-    split: str
-    images: np.ndarray  # uint8 (N, 76, 76, 3)
-    filenames: list
-    class_ids: np.ndarray  # int64 (N,)
-    captions: list  # N lists of CAPTIONS_PER_IMAGE byte strings
-
-    def __len__(self) -> int:
-        return len(self.filenames)
-
-
-def caption_path(data_dir: Path, filename: str, class_id: int) -> Path:
-    """`text_c10/<filename>.txt`; for flowers (`jpg/image_N`) `text_c10/class_%05d/image_N.txt` [3.3]."""
-    if filename.startswith("jpg/"):
-        return data_dir / "text_c10" / f"class_{int(class_id):05d}" / f"{filename[4:]}.txt"
-    return data_dir / "text_c10" / f"{filename}.txt"
-
-
-def read_captions(path: Path) -> list:
-    """The first ten non-empty lines of a caption file, as bytes (the original read bytes)."""
-    try:
-        lines = [line.strip() for line in path.read_bytes().splitlines() if line.strip()]
-    except FileNotFoundError:
-        raise DataError(f"{path}: caption file not found") from None
-    if len(lines) < CAPTIONS_PER_IMAGE:
-        raise DataError(f"{path}: has {len(lines)} captions, expected {CAPTIONS_PER_IMAGE}")
-    return lines[:CAPTIONS_PER_IMAGE]
-
-
-def load_captioned_split(data_dir: str | os.PathLike, split: str, with_images: bool = True) -> CaptionedSplit:
-    """Read `<data_dir>/<split>/` filenames, classes and 76x76 images, and the `text_c10` captions.
-
-    Args:
-      data_dir: dataset root (e.g. Data/birds).
-      split: 'train' or 'test'.
-      with_images: also load `76images.pickle` (not needed to embed captions).
-
-    Returns:
-      CaptionedSplit.
-
-    Raises:
-      DataError: a file is missing or the files disagree in length.
-    """
-    data_dir = Path(data_dir)
-    split_dir = data_dir / split
-    filenames = [f.decode("utf-8") if isinstance(f, bytes) else str(f)
-                 for f in load_pickle(split_dir / "filenames.pickle")]
-    class_ids = np.asarray(load_pickle(split_dir / "class_info.pickle"), dtype=np.int64).reshape(-1)
-    if len(class_ids) != len(filenames):
-        raise DataError(f"{split_dir / 'class_info.pickle'}: has {len(class_ids)} entries, "
-                        f"filenames.pickle has {len(filenames)}")
-    images = np.zeros((0, LOAD_SIZE, LOAD_SIZE, 3), np.uint8)
-    if with_images:
-        path = split_dir / LOW_RES_FILE
-        images = np.asarray(load_pickle(path))
-        if images.shape != (len(filenames), LOAD_SIZE, LOAD_SIZE, 3):
-            raise DataError(f"{path}: has shape {images.shape}, expected "
-                            f"({len(filenames)}, {LOAD_SIZE}, {LOAD_SIZE}, 3)")
-        images = images.astype(np.uint8, copy=False)
-    captions = [read_captions(caption_path(data_dir, name, cid)) for name, cid in zip(filenames, class_ids)]
-    return CaptionedSplit(data_dir, split, images, filenames, class_ids, captions)
-
-
-def images_to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 in [-1, 1], as StackGAN's `Dataset` does (x * 2 / 255 - 1)."""
-    return images.astype(np.float32) * (2.0 / 255.0) - 1.0
-
-
-def center_crop(images: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
-    """The central size x size window of (N, S, S, C) images."""
-    offset = (images.shape[1] - size) // 2
-    return images[:, offset: offset + size, offset: offset + size]
-
-
 class JointBatchSampler:
     """Port of train_sje_hybrid.lua's minibatch: K distinct classes, one image and caption each.
 
@@ -271,11 +188,11 @@ class JointBatchSampler:
     def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
         """Returns (images float32 (K, 64, 64, 3) in [-1, 1], caption columns int8 (K, 201))."""
         picks, caption_ids = self.sample()
-        span = LOAD_SIZE - CROP_SIZE
+        span = LR_SIZE - LR_IMSIZE
         crops = []
         for i in picks:
             top, left = self.rng.integers(0, span + 1, size=2)
-            crops.append(self.images[i, top: top + CROP_SIZE, left: left + CROP_SIZE])
+            crops.append(self.images[i, top: top + LR_IMSIZE, left: left + LR_IMSIZE])
         return images_to_float(np.stack(crops)), self.indices[picks, caption_ids]
 
 
@@ -325,7 +242,7 @@ def _embed_indices(encoder: CharCnnRnn, indices: np.ndarray, batch_size: int, pr
     starts = range(0, len(indices), batch_size)
     # Eager calls: a tf.function would be traced again for every new encoder and batch shape,
     # which costs more than it saves at these sizes.
-    for start in tqdm(starts, desc=desc, unit="batch", disable=not progress or len(starts) < 2, leave=False):
+    for start in progress_bar(starts, desc=desc, unit="batch", disable=not progress or len(starts) < 2, leave=False):
         out[start: start + batch_size] = encoder(indices_to_one_hot(indices[start: start + batch_size]),
                                                  training=False).numpy()
     return out
@@ -337,7 +254,7 @@ def embed_sentences(encoder: CharCnnRnn, sentences: Sequence[str | bytes], batch
 
     Args:
       encoder: a trained `CharCnnRnn` (see `load_text_encoder`).
-      sentences: texts (str or bytes); any text is valid (see `misc.char_cnn_rnn.encode_text`).
+      sentences: texts (str or bytes); any text is valid (see `misc.text.char_cnn_rnn.encode_text`).
       batch_size: sentences per forward pass.
       progress: show a progress bar.
 
@@ -400,7 +317,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, steps: int = DEFA
       steps: iterations (the original: 200 "epochs" of (number of classes) iterations).
       batch_classes: distinct classes per minibatch (40 in the original).
       lr: RMSprop learning rate, x0.98 after every epoch of (number of classes) iterations.
-      width: 'full' (the birds encoder) or 'small'; see `misc.char_cnn_rnn.WIDTHS`.
+      width: 'full' (the birds encoder) or 'small'; see `misc.text.char_cnn_rnn.WIDTHS`.
       seed: seeds weights and batches.
       embed_splits: after training, write the embeddings pickle of these splits (may be empty).
       progress: show progress bars.
@@ -433,7 +350,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, steps: int = DEFA
     history = []
     running = []
     start = time.time()
-    bar = tqdm(range(steps), desc="text encoder", unit="step", disable=not progress)
+    bar = progress_bar(range(steps), desc="text encoder", unit="step", disable=not progress)
     for step in bar:
         images, columns = sampler.next_batch()
         loss = float(train_step(images, columns))
@@ -536,7 +453,7 @@ def format_retrieval(result: dict) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m misc.text_encoder",
+        prog="python -m misc.text.encoder",
         description="Train, apply and evaluate the char-CNN-RNN text encoder (Reed et al. 2016).")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -576,11 +493,7 @@ def _parser() -> argparse.ArgumentParser:
 def _read_sentences(args) -> list:
     sentences = list(args.sentences)
     if args.captions:
-        path = Path(args.captions)
-        try:
-            sentences += [line for line in path.read_bytes().splitlines() if line.strip()]
-        except (FileNotFoundError, IsADirectoryError):
-            raise DataError(f"{path}: caption file not found") from None
+        sentences += read_caption_lines(args.captions)
     if not sentences:
         raise StackGANError("nothing to embed: give sentences as arguments or a file with --captions FILE")
     return sentences

@@ -10,11 +10,11 @@ unused); the classifier is `softmax/weights` (2048, 1008) and `softmax/biases`. 
 `InceptionV3` builds the same convolutions in the same order (within each block: the 1x1 branch,
 then the branches from left to right, then the pooling branch), each followed by a batch norm
 without gamma and with epsilon 0.001, so the conversion is a copy in order, checked shape by shape.
-The result loads with `misc.inception.build_inception(path, variant="tf2015")`, which also
+The result loads with `misc.evaluation.inception.build_inception(path, variant="tf2015")`, which also
 rebuilds the one structural difference of the 2015 graph (a max pool in the last block's pooling
 branch) and its input stage (TF1 bilinear resize to 299, (x - 128) / 128).
 
-Run `python -m misc.convert_inception classify_image_graph_def.pb models/inception/inception_2015.weights.h5`.
+Run `python -m misc.evaluation.convert_inception classify_image_graph_def.pb models/inception/inception_2015.weights.h5`.
 Nothing is downloaded: the .pb file comes from the user (README 'Evaluation weights').
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from misc.errors import StackGANError
 tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
-from misc.inception import build_inception  # noqa: E402
+from misc.evaluation.inception import build_inception  # noqa: E402
 from misc.utils import atomic_path  # noqa: E402
 
 # The 2015 graph's BatchNormWithGlobalNormalization epsilon, equal to Keras InceptionV3's.
@@ -159,9 +159,9 @@ def convert(graph_path: str | os.PathLike, out: str | os.PathLike) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: `python -m misc.convert_inception GRAPH.pb OUT.weights.h5`."""
+    """Command line: `python -m misc.evaluation.convert_inception GRAPH.pb OUT.weights.h5`."""
     parser = argparse.ArgumentParser(
-        prog="python -m misc.convert_inception",
+        prog="python -m misc.evaluation.convert_inception",
         description="Convert the 2015 Inception graph of the standard TF FID (classify_image_graph_def.pb "
                     "of inception-2015-12-05) into a Keras weights file for `make eval "
                     "INCEPTION=...` (variant tf2015).")

@@ -22,7 +22,7 @@ weights *and* the same resize. The field uses three sets of weights:
   scores from them are not comparable with the 2015 weights.
 * **StackGAN's fine-tuned scorers** [9.1]: the CUB and Oxford-102 Inception Scores of the paper
   came from a TF-slim Inception-v3 fine-tuned on each dataset's 50 / 20 *test* classes (plus a
-  background output 0, dropped before the softmax: `misc.metrics.softmax_known_classes`).
+  background output 0, dropped before the softmax: `misc.evaluation.metrics.softmax_known_classes`).
   Their checkpoints (hanzhanggit/StackGAN-inception-model) are on Google Drive behind an access
   request (issue #6). Architecture: variant `"slim"` with `num_classes=51` (birds) or 21
   (flowers); preprocessing: bilinear resize to 299 and x / 127.5 - 1, as that scorer did.
@@ -44,9 +44,9 @@ import h5py
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from misc.errors import StackGANError
+from misc.utils import progress as progress_bar
 
 # Inception-v3's input side and its pool_3 / avg_pool feature width.
 IMAGE_SIZE = 299
@@ -280,7 +280,7 @@ def extract(
 
     Port of the batching loop of `get_inception_score` [9.1], except that every image is used:
     the original shuffled and dropped the last N mod 64 images, which is the caller's choice here
-    (see `misc.metrics.inception_score`). Images are preprocessed one batch at a time, so N is
+    (see `misc.evaluation.metrics.inception_score`). Images are preprocessed one batch at a time, so N is
     limited only by the memory of `images` itself.
 
     Args:
@@ -312,7 +312,7 @@ def extract(
         forward = tf.function(
             forward, input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)])
     pools, logits = [], []
-    with tqdm(total=total, unit="img", desc="inception", disable=not progress) as bar:
+    with progress_bar(total=total, unit="img", desc="inception", disable=not progress) as bar:
         for start in range(0, total, batch_size):
             batch = images[start:start + batch_size]
             if isinstance(batch, (list, tuple)):

@@ -6,9 +6,9 @@ generators of the newest snapshot of the dataset (Stage-II if trained, else Stag
 of each in test phase (BN moving averages, z ~ N(0, 1), CA noise ~ truncated N(0, 1)), and each
 sentence gets a sheet: its caption, the Stage-I row and, with Stage-II, the Stage-II row.
 
-    python -m misc.demo "a big red star on a blue background" "a small white circle at the top"
-    python -m misc.demo --captions Data/shapes/example_captions.txt --num-samples 4 --seed 1
-    python -m misc.demo --interpolate "a red circle" "a blue square" --steps 8
+    python -m misc.generate.demo "a big red star on a blue background" "a small white circle at the top"
+    python -m misc.generate.demo --captions Data/shapes/example_captions.txt --num-samples 4 --seed 1
+    python -m misc.generate.demo --interpolate "a red circle" "a blue square" --steps 8
 
 Outputs (default folder `results/demo/`): `sentence<k>.jpg` for the k-th sentence and `captions.txt`
 listing them; with `--interpolate A B`, `interpolation.jpg` (a row per noise sample, the text
@@ -27,10 +27,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from misc.cli import run_cli
+from misc.cli import import_tensorflow, run_cli
+from misc.datasets import read_caption_lines
 from misc.errors import DataError, StackGANError
-from misc.inference import add_model_arguments
 from misc.utils import atomic_write_text, mkdir_p
+
+import_tensorflow()  # quietly, before the modules below import TensorFlow
+
+from misc.generate.inference import add_model_arguments, load_model_arguments, resolve_model_arguments  # noqa: E402
+from misc.generate.sheets import caption_sheet, save_image, strip_sheet, upsample  # noqa: E402
+from misc.text.encoder import embed_sentences  # noqa: E402
+from misc.visualize import to_uint8  # noqa: E402
 
 DEFAULT_OUT = "results/demo"
 # The original demo's TEST.NUM_COPY [8.4].
@@ -50,11 +57,11 @@ SHEET_NAME = re.compile(r"^sentence(\d+)\.jpg$")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m misc.demo",
+        prog="python -m misc.generate.demo",
         description="Generate images from sentences with a trained StackGAN: one captioned sheet per sentence "
                     "(Stage-I and, if trained, Stage-II samples), or an interpolation between two sentences.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n" + "\n".join(line for line in __doc__.splitlines() if "python -m misc.demo" in line))
+        epilog="examples:\n" + "\n".join(line for line in __doc__.splitlines() if "python -m misc.generate.demo" in line))
     parser.add_argument("sentences", nargs="*", help="sentences to draw (default: the dataset's example captions)")
     parser.add_argument("--captions", metavar="FILE", help="a text file with one sentence per line (blank lines skipped)")
     parser.add_argument("--interpolate", nargs=2, metavar=("A", "B"),
@@ -76,14 +83,7 @@ def read_caption_file(path: str | Path) -> list[str]:
     Raises:
       DataError: the file is missing, unreadable or has no sentence.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except (FileNotFoundError, IsADirectoryError):
-        raise DataError(f"{path}: caption file not found") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read the caption file ({err.__class__.__name__})") from None
-    sentences = [line.strip() for line in text.splitlines() if line.strip()]
+    sentences = [line.decode("utf-8", errors="replace") for line in read_caption_lines(path)]
     if not sentences:
         raise DataError(f"{path}: the caption file has no sentence (one sentence per line)")
     return sentences
@@ -115,8 +115,6 @@ def _validate(args: argparse.Namespace) -> None:
 
 def _generate(models, embeddings: np.ndarray, noise) -> tuple[np.ndarray, np.ndarray | None]:
     """uint8 Stage-I and Stage-II (or None) images of `embeddings` (N, D) with noise rows (N, ...)."""
-    from misc.visualize import to_uint8
-
     z, epsilon1, epsilon2 = noise
     stage1, stage2 = [], []
     for start in range(0, len(embeddings), BATCH_SIZE):
@@ -135,9 +133,6 @@ def draw_sentences(models, encoder, sentences: Sequence[str], out: Path, num_sam
     Returns:
       The sheets written.
     """
-    from misc.sheets import caption_sheet, save_image, upsample
-    from misc.text_encoder import embed_sentences
-
     embeddings = np.repeat(embed_sentences(encoder, list(sentences)), num_samples, axis=0)
     stage1, stage2 = _generate(models, embeddings, models.sample_noise(len(embeddings), seed))
     size = models.image_size
@@ -172,9 +167,6 @@ def draw_interpolation(models, encoder, first: str, second: str, out: Path, step
     Returns:
       The sheets written.
     """
-    from misc.sheets import save_image, strip_sheet
-    from misc.text_encoder import embed_sentences
-
     ends = embed_sentences(encoder, [first, second])
     line = interpolation_embeddings(ends[0], ends[1], steps)
     embeddings = np.tile(line, (num_samples, 1))  # row r, column j: line[j]
@@ -199,11 +191,7 @@ def main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = pr
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     _validate(args)
-
-    from misc.cli import import_tensorflow
-    from misc.inference import load_model_arguments, resolve_model_arguments
-
-    # Cheap checks first: a bad caption file or a missing snapshot is reported before TensorFlow starts.
+    # The checks that load nothing first: a bad caption file or a missing snapshot is reported at once.
     weights, dataset = resolve_model_arguments(args)
     sentences = list(args.sentences)
     if args.captions:
@@ -211,7 +199,6 @@ def main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = pr
     if not sentences and not args.interpolate:
         sentences, source = example_sentences(dataset)
         print_fn(f"no sentences given: drawing the {len(sentences)} examples of {source}")
-    import_tensorflow(verbose=args.verbose)
     encoder, models = load_model_arguments(args, weights, dataset)
     stages = "Stage-I and Stage-II" if models.has_stage2 else "Stage-I"
     print_fn(f"checkpoint: {models.checkpoint} ({stages}, iteration {models.iteration})")

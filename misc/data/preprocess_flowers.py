@@ -1,11 +1,11 @@
 """Resize Oxford-102 flowers to 304 and 76 pixels and pickle them.
 
-Port of the original `misc/preprocess_flowers.py`: the same loop as `misc/preprocess_birds.py`
+Port of the original `misc/data/preprocess_flowers.py`: the same loop as `misc/data/preprocess_birds.py`
 without cropping (each whole image is squashed to 304x304), reading `<data_dir>/<filename>.jpg`
 (filenames look like `jpg/image_00001`).
 
 Usage:
-  python misc/preprocess_flowers.py --data_dir Data/flowers
+  python misc/data/preprocess_flowers.py --data_dir Data/flowers
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from misc.cli import run_cli
-from misc.preprocess_birds import build_parser, preprocess_dataset, report
+from misc.data.preprocess_birds import build_parser, preprocess_dataset, report
 
 
 def preprocess_flowers(data_dir: str | os.PathLike, progress: bool = True) -> list[Path]:
@@ -32,7 +32,7 @@ def preprocess_flowers(data_dir: str | os.PathLike, progress: bool = True) -> li
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point: `python misc/preprocess_flowers.py --data_dir Data/flowers`."""
+    """Command line entry point: `python misc/data/preprocess_flowers.py --data_dir Data/flowers`."""
     args = build_parser(__doc__.split("\n\n")[0], "Data/flowers").parse_args(argv)
     report(preprocess_flowers(args.data_dir, progress=not args.no_progress))
     return 0

@@ -3,13 +3,13 @@
 New in the port: the serving counterpart of the original demo (`demo/get_embedding.lua` in Lua
 Torch, then `demo/demo.py` in TF 0.12) [8.4]. The SavedModel holds our char-CNN-RNN text encoder
 (`models/<dataset>/text_encoder`, with the text -> one-hot step `encode_text_tf` in the graph) and
-the generators of one snapshot, restored by `misc.inference.load_generators` (Stage-I and Stage-II
+the generators of one snapshot, restored by `misc.generate.inference.load_generators` (Stage-I and Stage-II
 from a Stage-II snapshot, Stage-I alone from a Stage-I one). Serving it needs TensorFlow alone: no
 Keras model classes, no code of this project.
 
-    python -m misc.export                                  # newest snapshot of shapes -> models/shapes/saved_model
-    python -m misc.export --dataset birds --checkpoint ckt_logs/birds/stageII_<time>
-    python -m misc.export --stage stageI --out /tmp/stageI_model
+    python -m misc.generate.export                                  # newest snapshot of shapes -> models/shapes/saved_model
+    python -m misc.generate.export --dataset birds --checkpoint ckt_logs/birds/stageII_<time>
+    python -m misc.generate.export --stage stageI --out /tmp/stageI_model
 
 Signatures (B: the batch, any size). With a seed, the graph draws the noise itself (`seeded_noise`:
 row i depends on the seed and i only) and returns it, so a `*_with_noise` call can reproduce or vary
@@ -52,10 +52,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from misc.cli import run_cli
+from misc.cli import import_tensorflow, run_cli
 from misc.errors import CheckpointError, StackGANError
-from misc.inference import add_model_arguments
 from misc.utils import mkdir_p
+
+tf = import_tensorflow()  # quietly, before the modules below import TensorFlow
+
+import keras  # noqa: E402
+
+from misc.generate.inference import (  # noqa: E402
+    MODELS_DIR, add_model_arguments, encoder_dir, load_model_arguments, resolve_model_arguments,
+)
+from misc.text.char_cnn_rnn import encode_text_tf  # noqa: E402
 
 SAVED_MODEL_DIR = "saved_model"
 INFO_FILE = "export.json"
@@ -74,7 +82,7 @@ def seeded_noise(seed, n, z_dim: int, ef_dim: int, two_stages: bool) -> tuple:
     Row i uses the seeds `tf.random.experimental.stateless_fold_in([seed, i], k)`, k = 0 for z,
     1 for epsilon1, 2 for epsilon2, so it depends only on (seed, i), never on the batch size: the
     first k rows of a call are those of the same call with only k rows. The values differ from the
-    NumPy draws of `misc.inference.TextToImageModels.sample_noise` (the sampler and the demo); give
+    NumPy draws of `misc.generate.inference.TextToImageModels.sample_noise` (the sampler and the demo); give
     those to a `*_with_noise` signature to get the same images as they do.
 
     Args:
@@ -87,8 +95,6 @@ def seeded_noise(seed, n, z_dim: int, ef_dim: int, two_stages: bool) -> tuple:
     Returns:
       `(z (n, z_dim), epsilon1 (n, ef_dim))`, plus `epsilon2 (n, ef_dim)` if `two_stages`; float32.
     """
-    import tensorflow as tf
-
     seed = tf.cast(seed, tf.int64)
     fold_in = tf.random.experimental.stateless_fold_in
 
@@ -113,8 +119,6 @@ def _at_least_one_row(*tensors) -> tuple:
     2.21: "input depth must be evenly divisible by filter depth: 70 vs 8" in the text encoder's
     convolution, "Incompatible shapes" in the generator's batch norm), while others return zero rows.
     """
-    import tensorflow as tf
-
     rows = tf.shape(tensors[0])[0]
     missing = tf.maximum(1 - rows, 0)
     padded = []
@@ -149,18 +153,13 @@ def build_archive(models, encoder):
     """A `keras.export.ExportArchive` with the five signatures of the module docstring.
 
     Args:
-      models: `misc.inference.TextToImageModels` (Stage-I, optionally Stage-II).
-      encoder: the trained `misc.char_cnn_rnn.CharCnnRnn`; its `emb_dim` must be `models.text_dim`.
+      models: `misc.generate.inference.TextToImageModels` (Stage-I, optionally Stage-II).
+      encoder: the trained `misc.text.char_cnn_rnn.CharCnnRnn`; its `emb_dim` must be `models.text_dim`.
 
     Returns:
       `(archive, signatures)`: the archive, ready for `write_out`, and a description of each
       signature's inputs and outputs (`{name: {"inputs": {...}, "outputs": {...}}}`) for `export.json`.
     """
-    import keras
-    import tensorflow as tf
-
-    from misc.char_cnn_rnn import encode_text_tf
-
     two_stages = models.has_stage2
     noise_names = _noise_names(two_stages)
     noise_dims = {"z": models.z_dim, "epsilon1": models.ef_dim, "epsilon2": models.ef_dim}
@@ -323,7 +322,7 @@ def export_saved_model(models, encoder, out: str | os.PathLike, encoder_path: st
     """Write the SavedModel and `export.json` to `out`, atomically.
 
     Args:
-      models: `misc.inference.TextToImageModels`.
+      models: `misc.generate.inference.TextToImageModels`.
       encoder: the `CharCnnRnn` (`emb_dim == models.text_dim`).
       out: the export folder (replaced if it is an earlier export).
       encoder_path: where the encoder came from (recorded in `export.json`).
@@ -336,9 +335,6 @@ def export_saved_model(models, encoder, out: str | os.PathLike, encoder_path: st
       CheckpointError: the encoder's embeddings do not fit the generators.
       StackGANError: `out` exists and is not an earlier export.
     """
-    import keras
-    import tensorflow as tf
-
     if encoder.emb_dim != models.text_dim:
         raise CheckpointError(f"{models.checkpoint}: the generators take {models.text_dim}-d text embeddings but the "
                               f"text encoder {encoder_path} gives {encoder.emb_dim}-d ones")
@@ -379,12 +375,12 @@ def export_saved_model(models, encoder, out: str | os.PathLike, encoder_path: st
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m misc.export",
+        prog="python -m misc.generate.export",
         description="Export the newest (or a given) StackGAN snapshot with its text encoder as one TensorFlow "
                     "SavedModel that maps raw sentences (or 1024-d embeddings) to Stage-I and, if trained, "
                     "Stage-II images. Serving it needs TensorFlow only.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n" + "\n".join(line for line in __doc__.splitlines() if "python -m misc.export" in line))
+        epilog="examples:\n" + "\n".join(line for line in __doc__.splitlines() if "python -m misc.generate.export" in line))
     add_model_arguments(parser, "export")
     parser.add_argument("--out", metavar="DIR",
                         help=f"export folder (default models/<dataset>/{SAVED_MODEL_DIR}); replaced if it holds an "
@@ -395,15 +391,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = print) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-
-    from misc.cli import import_tensorflow
-    from misc.inference import MODELS_DIR, encoder_dir, load_model_arguments, resolve_model_arguments
-
-    # Cheap checks first: a missing snapshot or a bad --out is reported before TensorFlow starts.
+    # The checks that load nothing first: a missing snapshot or a bad --out is reported at once.
     weights, dataset = resolve_model_arguments(args)
     out = Path(args.out) if args.out else Path(MODELS_DIR) / dataset / SAVED_MODEL_DIR
     check_replaceable(out)
-    import_tensorflow(verbose=args.verbose)
     encoder, models = load_model_arguments(args, weights, dataset)
     stages = "Stage-I and Stage-II" if models.has_stage2 else "Stage-I only"
     print_fn(f"checkpoint: {models.checkpoint} ({stages}, iteration {models.iteration})")

@@ -5,26 +5,26 @@ The images are the evaluation sampler's: PNG files anywhere under one folder, ea
 `<split>/filenames.pickle` (with its class folder, e.g. `001.red_circle/red_circle_0001`) and the
 caption index is the line of `text_c10/<filename>.txt` the image was generated from. Scores:
 
-* **Judge** (datasets with `<split>/attributes.json`, i.e. shapes; `misc.judge`): for every
+* **Judge** (datasets with `<split>/attributes.json`, i.e. shapes; `misc.evaluation.judge`): for every
   generated image, whether the judge reads each attribute its caption names (shape, colour,
   background colour, size, position) as named; attributes the caption does not name are not
   scored, because nothing told the generator about them. The same on the real source image of each
   (image, caption) pair gives the ceiling. Plus the Frechet distance between the judge's
   penultimate features of all real images of the split and of the generated images.
-* **R-precision** (AttnGAN's protocol, `misc.metrics.r_precision`): each generated image ranks its
+* **R-precision** (AttnGAN's protocol, `misc.evaluation.metrics.r_precision`): each generated image ranks its
   own caption among 100, the other 99 being the same-numbered caption of 99 other images of the
   split drawn at random (seeded); cosine similarity of our text encoder's caption embedding and our
   jointly trained image encoder's image embedding. Ceiling: the same on the real source images.
 * **Inception Score and FID**, only with `--inception-weights` (a local Keras file; nothing is
   downloaded): IS over 10 splits as the original scorer [9.1] (seeded shuffle, then floor(N / 64)
   full batches of 64), FID between the pool features of the real split images and the generated
-  ones, both from `misc.inception`.
+  ones, both from `misc.evaluation.inception`.
 
 Real images are shown to every network as the GAN sees them: the centre 64x64 of the 76x76 images
 (or the centre 256x256 of the 304x304 ones for larger samples), resized to the samples' side when
 that differs. Writes `<images>/eval.json` (or `--out`) atomically and prints a table.
 
-Run `python -m misc.evaluate --images DIR` (or `make eval IMAGES=DIR`).
+Run `python -m misc.evaluation.evaluate --images DIR` (or `make eval IMAGES=DIR`).
 """
 from __future__ import annotations
 
@@ -39,30 +39,31 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from misc.cli import import_tensorflow, run_cli
 from misc.errors import DataError, StackGANError
 
 import_tensorflow()  # quietly, before the modules below import TensorFlow
 
-from misc.datasets import image_file_name  # noqa: E402
-from misc.inception import DEFAULT_VARIANT, VARIANTS, build_inception, extract  # noqa: E402
-from misc.judge import (  # noqa: E402
+from misc.datasets import (  # noqa: E402
+    HR_IMSIZE, LOAD_SIZE, LR_IMSIZE, LR_SIZE, caption_path, center_crop, image_file_name, load_captioned_split,
+)
+from misc.evaluation.inception import DEFAULT_VARIANT, VARIANTS, build_inception, extract  # noqa: E402
+from misc.evaluation.judge import (  # noqa: E402
     ATTRIBUTES_FILE, INPUT_SIZE, fit_to_input, judge_file_and_folder, judge_images, judge_training, load_judge,
     read_attributes, stale_judge_note,
 )
-from misc.metrics import (  # noqa: E402
+from misc.evaluation.metrics import (  # noqa: E402
     IS_SPLITS, R_PRECISION_CANDIDATES, feature_statistics, frechet_distance, inception_score, r_precision,
     sample_diversity, softmax_known_classes,
 )
 from misc.pickle_io import load_pickle  # noqa: E402
-from misc.shapes import caption_attributes  # noqa: E402
-from misc.text_encoder import (  # noqa: E402
-    IMAGE_ENCODER_FILE, TEXT_ENCODER_FILE, caption_path, center_crop, embed_images, embed_sentences,
-    load_captioned_split, load_image_encoder, load_text_encoder,
+from misc.data.shapes import caption_attributes  # noqa: E402
+from misc.text.encoder import (  # noqa: E402
+    IMAGE_ENCODER_FILE, TEXT_ENCODER_FILE, embed_images, embed_sentences, load_image_encoder, load_text_encoder,
 )
 from misc.utils import atomic_write_text  # noqa: E402
+from misc.utils import progress as progress_bar  # noqa: E402
 
 NAMING = "<filename>_c<caption index>_s<sample index>.png"
 _SAMPLE_NAME = re.compile(r"(?P<stem>.+)_c(?P<caption>\d+)_s(?P<sample>\d+)")
@@ -70,7 +71,7 @@ EVAL_FILE = "eval.json"
 # [9.1]: the original scorer ran floor(N / 64) full batches of 64 and dropped the rest.
 IS_BATCH = 64
 # The GAN trains on 64x64 crops of 76x76 images (Stage-I) and 256x256 crops of 304x304 (Stage-II).
-_REAL_VIEWS = ((64, 76), (256, 304))
+_REAL_VIEWS = ((LR_IMSIZE, LR_SIZE), (HR_IMSIZE, LOAD_SIZE))
 RESIZE = {
     "tf2015": "bilinear to 299x299 without half-pixel centres (TF1 ResizeBilinear, inside the 2015 "
               "graph), inputs (x - 128) / 128",
@@ -184,7 +185,7 @@ def read_samples(samples: Sequence[Sample], progress: bool = False) -> tuple[np.
     """
     out = np.empty((len(samples), INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
     side = None
-    for k, sample in enumerate(tqdm(samples, desc="reading", unit="img", disable=not progress)):
+    for k, sample in enumerate(progress_bar(samples, desc="reading", unit="img", disable=not progress)):
         image = read_image(sample.path)
         side = image.shape[0] if side is None else side
         if image.shape[:2] != (side, side):
@@ -196,7 +197,7 @@ def read_samples(samples: Sequence[Sample], progress: bool = False) -> tuple[np.
 
 
 class _ImageFiles:
-    """The samples' files as a sequence that `misc.inception.extract` slices batch by batch.
+    """The samples' files as a sequence that `misc.evaluation.inception.extract` slices batch by batch.
 
     Only one batch is in memory at a time (4800 Stage-II samples would take 0.9 GB).
     """
@@ -310,7 +311,7 @@ def judge_scores(judge, generated: np.ndarray, real: np.ndarray, sources: np.nda
     """The judge's scores of the generated images, their ceiling on the real ones, and the judge FD.
 
     Args:
-      judge: a trained `misc.judge.ShapesJudge`.
+      judge: a trained `misc.evaluation.judge.ShapesJudge`.
       generated: uint8 (N, 64, 64, 3) samples.
       real: uint8 (M, 64, 64, 3), every real image of the split.
       sources: (N,) row in `real` of each sample's source image.
@@ -342,11 +343,11 @@ def r_precision_scores(text_encoder, image_encoder, captions: Sequence[Sequence[
     """R-precision of the samples and, as the ceiling, of their real source images.
 
     Each image ranks its own caption among `candidates`: the other candidates are the caption with
-    the same index of `candidates - 1` other images of the split, drawn by `misc.metrics.r_precision`
+    the same index of `candidates - 1` other images of the split, drawn by `misc.evaluation.metrics.r_precision`
     from a generator seeded with `seed` (the real images get the very same draws).
 
     Args:
-      text_encoder, image_encoder: the jointly trained encoders (`misc.text_encoder`).
+      text_encoder, image_encoder: the jointly trained encoders (`misc.text.encoder`).
       captions: the split's captions, M lists.
       generated: uint8 (N, 64, 64, 3) samples.
       real: uint8 (M, 64, 64, 3), every real image of the split.
@@ -392,7 +393,7 @@ def inception_scores(model, samples: Sequence[Sample], real: np.ndarray, backgro
     """Inception Score of the samples and of the real images, and the FID between them.
 
     Args:
-      model: from `misc.inception.build_inception`.
+      model: from `misc.evaluation.inception.build_inception`.
       samples: the generated images (read from their files batch by batch).
       real: uint8 (M, side, side, 3) real images at the samples' side (`real_view`).
       background: output 0 is the unused background class of StackGAN's fine-tuned scorers [9.1].
@@ -429,7 +430,7 @@ def evaluate(images: str | os.PathLike, data_dir: str | os.PathLike = "Data/shap
         `attributes.json`.
       encoder: text + image encoder folder (default models/<dataset>/text_encoder).
       inception_weights: local Keras Inception-v3 weights; None skips IS and FID.
-      inception_variant: "tf2015" or "slim" (`misc.inception`).
+      inception_variant: "tf2015" or "slim" (`misc.evaluation.inception`).
       inception_classes: logits of the weights (None: the variant's 1008 or 1000).
       inception_background: drop logit 0 before the softmax (StackGAN's fine-tuned scorers).
       seed: seeds the R-precision draws and the IS shuffles.
@@ -567,9 +568,9 @@ def format_table(result: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: `python -m misc.evaluate --images DIR [options]`; see `--help`."""
+    """Command line: `python -m misc.evaluation.evaluate --images DIR [options]`; see `--help`."""
     parser = argparse.ArgumentParser(
-        prog="python -m misc.evaluate",
+        prog="python -m misc.evaluation.evaluate",
         description=f"Score a folder of generated images named {NAMING} (the evaluation sampler's output): "
                     "the shapes judge's attribute accuracy and feature Frechet distance, R-precision with our "
                     "text and image encoders, and, given local Inception weights, Inception Score and FID. "

@@ -2,7 +2,7 @@
 
 Nothing here touches a network: the functions take the numbers a classifier or encoder produced
 (softmax predictions, pool features, embeddings), so each can be checked against an independent
-computation on known inputs. `misc/inception.py` produces the Inception-v3 outputs they consume.
+computation on known inputs. `misc/evaluation/inception.py` produces the Inception-v3 outputs they consume.
 
 * `inception_score` follows the StackGAN scorer [9.1] (hanzhanggit/StackGAN-inception-model).
 * `frechet_distance` / `feature_statistics` follow the standard TF FID (bioinf-jku/TTUR `fid.py`),

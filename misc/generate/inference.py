@@ -14,8 +14,6 @@ restore a snapshot, and run the generators in test phase (BN moving averages) wi
 * `TextToImageModels.generate(...)` maps text embeddings and injected noise to images in [-1, 1];
   `TextToImageModels.sample_noise(n, seed)` draws that noise from a seeded NumPy generator, so the
   same seed gives the same noise whatever the batch size.
-
-TensorFlow is imported on first use, so importing this module is cheap.
 """
 from __future__ import annotations
 
@@ -25,18 +23,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
+from misc.checkpoint import load_checkpoint, read_metadata, resolve_checkpoint
 from misc.config import Config, load_config
 from misc.errors import CheckpointError
+from misc.runs import newest_checkpoint
+from misc.text.encoder import TEXT_ENCODER_FILE, load_text_encoder
+from stageI import STAGE as STAGE_I
+from stageI import trainer as stage1_trainer
+from stageII import STAGE as STAGE_II
+from stageII import trainer as stage2_trainer
 
-STAGE1 = "stageI"
-STAGE2 = "stageII"
+STAGE1 = STAGE_I.name
+STAGE2 = STAGE_II.name
 STAGES = (STAGE1, STAGE2)
 CONFIG_FILE = "config.yml"
 MODELS_DIR = "models"
 TEXT_ENCODER_DIR = "text_encoder"
 # What to run first when nothing is trained yet, per stage.
-MAKE_TARGET = {STAGE1: "make train-stage1", STAGE2: "make train-stage2"}
+MAKE_TARGET = {STAGE1: STAGE_I.make_target, STAGE2: STAGE_II.make_target}
 # The CA noise is truncated at two standard deviations, as `tf.truncated_normal` [4.1].
 TRUNCATION = 2.0
 
@@ -150,8 +156,6 @@ class TextToImageModels:
           `(stage1_images (B, 64, 64, 3), stage2_images (B, 256, 256, 3) or None)`, float32 tensors
           in [-1, 1].
         """
-        import tensorflow as tf
-
         embeddings = tf.convert_to_tensor(embeddings, tf.float32)
         stage1_images, _, _ = self.stage1_generator(
             (embeddings, tf.convert_to_tensor(z, tf.float32), tf.convert_to_tensor(epsilon1, tf.float32)),
@@ -163,16 +167,6 @@ class TextToImageModels:
         stage2_images, _, _ = self.stage2_generator(
             (stage1_images, embeddings, tf.convert_to_tensor(epsilon2, tf.float32)), training=False)
         return stage1_images, stage2_images
-
-
-def _newest_snapshot(root: Path, stage: str) -> Path | None:
-    """The most recently written snapshot over `<root>/<stage>_*/` (ties: the later folder name)."""
-    from misc.checkpoint import latest_checkpoint
-
-    found = [ckpt for run in sorted(root.glob(f"{stage}_*")) if (ckpt := latest_checkpoint(run)) is not None]
-    if not found:
-        return None
-    return max(found, key=lambda path: (os.stat(path).st_mtime, str(path)))
 
 
 def find_checkpoint(dataset: str = "shapes", output_dir: str | os.PathLike = "ckt_logs",
@@ -194,7 +188,7 @@ def find_checkpoint(dataset: str = "shapes", output_dir: str | os.PathLike = "ck
     _check_stage(stage)
     root = Path(output_dir) / dataset
     for candidate in ((stage,) if stage else (STAGE2, STAGE1)):
-        snapshot = _newest_snapshot(root, candidate)
+        snapshot = newest_checkpoint(root, candidate)
         if snapshot is not None:
             return snapshot
     folders = f"a {stage}_*" if stage else f"a {STAGE2}_* or {STAGE1}_*"
@@ -246,8 +240,6 @@ def load_generators(checkpoint: str | os.PathLike | None = None, dataset: str | 
         another dataset, a Stage-I snapshot where Stage-II is required, a missing `config.yml`, or
         weights that do not fit.
     """
-    from misc.checkpoint import load_checkpoint, read_metadata, resolve_checkpoint
-
     _check_stage(stage)
     if checkpoint is None:
         weights_path = find_checkpoint(dataset or "shapes", output_dir, stage)
@@ -264,22 +256,13 @@ def load_generators(checkpoint: str | os.PathLike | None = None, dataset: str | 
         raise CheckpointError(f"{weights_path}: this checkpoint was trained on {record.get('dataset')}, "
                               f"not on {dataset}")
     cfg = load_run_config(weights_path)
-
-    from misc.cli import import_tensorflow
-
-    import_tensorflow()
-    from stageI.trainer import build_gan as build_stage1_gan
-
     if saved_stage == STAGE1:
-        gan = build_stage1_gan(cfg)
+        gan = stage1_trainer.build_gan(cfg)
         record = load_checkpoint(gan, weights_path, stage=STAGE1)
         stage1_generator, stage2_generator = gan.generator, None
     else:
-        from stageI.trainer import build_networks as build_stage1_networks
-        from stageII.trainer import build_gan as build_stage2_gan
-
-        stage1_generator, _ = build_stage1_networks(cfg)
-        gan = build_stage2_gan(cfg, stage1_generator)
+        stage1_generator, _ = stage1_trainer.build_networks(cfg)
+        gan = stage2_trainer.build_gan(cfg, stage1_generator)
         record = load_checkpoint(gan, weights_path, stage=STAGE2)
         stage2_generator = None if stage == STAGE1 else gan.generator
     return TextToImageModels(config=cfg, stage=saved_stage, checkpoint=Path(weights_path), record=record,
@@ -296,7 +279,7 @@ def encoder_dir(dataset_or_dir: str | os.PathLike = "shapes", models_dir: str | 
 
 
 def load_encoder(dataset_or_dir: str | os.PathLike = "shapes", models_dir: str | os.PathLike = MODELS_DIR):
-    """The trained char-CNN-RNN text encoder (`misc.char_cnn_rnn.CharCnnRnn`).
+    """The trained char-CNN-RNN text encoder (`misc.text.char_cnn_rnn.CharCnnRnn`).
 
     Port of the encoder loading of the original demo's `get_embedding.lua` [8.4].
 
@@ -306,14 +289,12 @@ def load_encoder(dataset_or_dir: str | os.PathLike = "shapes", models_dir: str |
       models_dir: where the trained models are.
 
     Returns:
-      The `CharCnnRnn`; `misc.text_encoder.embed_sentences(encoder, sentences)` embeds text.
+      The `CharCnnRnn`; `misc.text.encoder.embed_sentences(encoder, sentences)` embeds text.
 
     Raises:
       CheckpointError: no trained encoder there (naming the folder and `make text-encoder`), or a
         damaged file.
     """
-    from misc.text_encoder import TEXT_ENCODER_FILE, load_text_encoder
-
     path = encoder_dir(dataset_or_dir, models_dir)
     model_file = path if path.suffix == ".keras" else path / TEXT_ENCODER_FILE
     if not model_file.is_file():
@@ -326,7 +307,7 @@ def load_encoder(dataset_or_dir: str | os.PathLike = "shapes", models_dir: str |
 def add_model_arguments(parser, action: str) -> None:
     """Add the options by which the demo and the export pick a trained model.
 
-    `--dataset`, `--checkpoint`, `--ckt-dir`, `--stage`, `--encoder`, `--verbose`; read them back with
+    `--dataset`, `--checkpoint`, `--ckt-dir`, `--stage`, `--encoder`; read them back with
     `resolve_model_arguments` and `load_model_arguments`.
 
     Args:
@@ -344,11 +325,10 @@ def add_model_arguments(parser, action: str) -> None:
                         help=f"only this stage's snapshots (stageI: {action} with Stage-I only, also from a "
                              "Stage-II snapshot)")
     parser.add_argument("--encoder", metavar="DIR", help="text encoder folder (default models/<dataset>/text_encoder)")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and device messages")
 
 
 def resolve_model_arguments(args) -> tuple[Path, str]:
-    """The snapshot and dataset that `add_model_arguments`' options name, found without TensorFlow.
+    """The snapshot and dataset that `add_model_arguments`' options name (files only, nothing loaded).
 
     Returns:
       `(weights file, dataset name)`.
@@ -356,8 +336,6 @@ def resolve_model_arguments(args) -> tuple[Path, str]:
     Raises:
       CheckpointError: no such snapshot, or none trained yet (naming the command to run first).
     """
-    from misc.checkpoint import read_metadata, resolve_checkpoint
-
     if args.checkpoint:
         weights = resolve_checkpoint(args.checkpoint)
         return weights, args.dataset or read_metadata(weights).get("dataset") or "shapes"

@@ -5,7 +5,7 @@ image shows one foreground shape on a background of mild noise around a base col
 captions describe it in words, each mentioning a different subset of its attributes. The files follow
 the release layout of `Data/birds` (reference section [3.1]) so the ordinary loader
 (`misc.datasets.load_split`) and trainers read them unchanged; only the embeddings file is missing,
-which `misc.text_encoder` writes from the captions.
+which `misc.text.encoder` writes from the captions.
 
 Attributes of an image (all colours are exact sRGB values of `PALETTE`):
 
@@ -42,12 +42,7 @@ complete; `is_complete` checks the manifest. Everything is deterministic from `-
 class `k` draws from its own generator seeded with `(seed, k, j)`, so it does not depend on how many
 images per class are made.
 
-For diagnostics, `--hold NAME=VALUE` (`hold=` here) gives every image the same colour, background,
-size or position, every other attribute as in the full dataset: copies with less variety,
-to see what a model learns when fewer things vary at once. Such a copy records what it holds in its
-manifest and README.md; it is not the dataset as specified.
-
-Run `python -m misc.shapes --help` (or `make data`).
+Run `python -m misc.data.shapes --help` (or `make data`).
 """
 from __future__ import annotations
 
@@ -58,16 +53,17 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
 from misc.cli import run_cli
 from misc.errors import ConfigError, DataError
 from misc.pickle_io import IMAGE_PICKLE_PROTOCOL, dump_pickle
+from misc.datasets import CAPTIONS_PER_IMAGE, LOAD_SIZE, LR_SIZE
 from misc.utils import atomic_write_text, mkdir_p
+from misc.utils import progress as progress_bar
 
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (230, 25, 35),
@@ -110,9 +106,6 @@ POSITION_WORDS: dict[str, tuple[str, ...]] = {
 }
 BACKGROUND_WORDS: tuple[str, ...] = ("background", "backdrop")
 
-HIGH_RES = 304  # LOAD_SIZE of the original preprocessing: int(256 * 76 / 64)  [3.2]
-LOW_RES = 76  # HIGH_RES // 4  [3.2]
-NUM_CAPTIONS = 10  # captions per image in the original text_c10 files  [3.1]
 MAX_CAPTION_CHARS = 200  # the char-CNN-RNN reads 201 characters  [10.1]
 DEFAULT_PER_CLASS = 40  # 48 x 40 = 1920 images: about 45 s of CPU, 0.9 GB on disk (measured)
 JPEG_QUALITY = 95
@@ -125,7 +118,6 @@ DIAMOND_ASPECT = 0.75  # width / height; a diamond is never a square turned by 4
 STAR_INNER_RATIO = 0.45  # inner / outer radius of the five-pointed star
 CROSS_ARM = 1.0 / 3.0  # arm thickness / overall width of the plus-shaped cross
 SPLIT_SEED = 2017  # fixes the class split for every --seed
-HOLDABLE: tuple[str, ...] = ("colour", "background", "size", "position")  # see `sample_attributes`
 FORMAT_VERSION = 1
 MANIFEST = "shapes_manifest.json"
 
@@ -163,33 +155,24 @@ def split_classes() -> dict[str, list[dict[str, Any]]]:
             "test": [c for c in classes if c["id"] in test_ids]}
 
 
-def sample_attributes(shape: str, colour: str, rng: np.random.Generator,
-                      hold: Mapping[str, str] | None = None) -> dict[str, Any]:
+def sample_attributes(shape: str, colour: str, rng: np.random.Generator) -> dict[str, Any]:
     """Draw the background, size, position and exact geometry of one image of class (shape, colour).
 
     Args:
       shape: an entry of `SHAPES`.
       colour: a key of `PALETTE`, the shape's colour.
       rng: source of randomness.
-      hold: attribute values every image takes instead of drawing them (`HOLDABLE` names, checked by
-        `check_hold`); None or empty for the dataset as specified. The same random numbers are drawn
-        either way, so the attributes and geometry not held are those of the full dataset, except
-        where a held colour equals the other colour: that one is then drawn again among the other
-        colours, with one more draw from `rng`. A held `colour` replaces the class's colour (its
-        folder name keeps the nominal one). The result always describes the image drawn.
 
     Returns:
       A dict with `shape`, `colour`, `background`, `size`, `position`, and the geometry `center`
       ([x, y], fractions of the side, origin top left) and `extent` (the shape's larger dimension,
       fraction of the side), rounded to 4 decimals -- exactly what `render_image` draws.
     """
-    hold = dict(hold or {})
     backgrounds = [name for name in PALETTE if name != colour]
     background = backgrounds[rng.integers(len(backgrounds))]
     size = list(SIZES)[rng.integers(len(SIZES))]
     position = POSITIONS[rng.integers(len(POSITIONS))]
     jitter = rng.uniform(-SIZE_JITTER, SIZE_JITTER)
-    size, position = hold.get("size", size), hold.get("position", position)
     extent = SIZES[size] * (1.0 + jitter)
     margin = rng.uniform(*BORDER_MARGIN)
     cx, cy = 0.5 + rng.uniform(-CROSS_AXIS_JITTER, CROSS_AXIS_JITTER, size=2)
@@ -202,15 +185,6 @@ def sample_attributes(shape: str, colour: str, rng: np.random.Generator,
         cy = near
     elif position == "bottom":
         cy = far
-    # A clash with a held colour is settled by a draw made last, so the draws above stay as they are
-    # without the hold.
-    colour, background = hold.get("colour", colour), hold.get("background", background)
-    if colour == background:
-        others = [name for name in PALETTE if name != colour]
-        if "background" in hold:
-            colour = others[rng.integers(len(others))]
-        else:
-            background = others[rng.integers(len(others))]
     return {
         "shape": shape,
         "colour": colour,
@@ -220,26 +194,6 @@ def sample_attributes(shape: str, colour: str, rng: np.random.Generator,
         "center": [round(float(cx), 4), round(float(cy), 4)],
         "extent": round(float(extent), 4),
     }
-
-
-def check_hold(hold: Mapping[str, str]) -> dict[str, str]:
-    """Validate `hold` for `sample_attributes`; return it as a plain dict in `HOLDABLE` order.
-
-    Raises:
-      ConfigError: an attribute that cannot be held, a value it does not have, or the shape and
-        background held at the same colour.
-    """
-    values = {"colour": tuple(PALETTE), "background": tuple(PALETTE), "size": tuple(SIZES),
-              "position": POSITIONS}
-    for name, value in hold.items():
-        if name not in values:
-            raise ConfigError(f"cannot hold {name!r}: only {', '.join(HOLDABLE)} can be held "
-                              "(the shape is what a class is)")
-        if value not in values[name]:
-            raise ConfigError(f"cannot hold {name}={value!r}: {name} is one of {', '.join(values[name])}")
-    if "colour" in hold and hold.get("background") == hold["colour"]:
-        raise ConfigError(f"cannot hold colour and background both at {hold['colour']!r}: they always differ")
-    return {name: hold[name] for name in HOLDABLE if name in hold}
 
 
 def _unit_polygon(shape: str) -> np.ndarray:
@@ -279,7 +233,7 @@ def _shape_mask(attrs: dict[str, Any], size: int) -> np.ndarray:
     return np.asarray(mask.reduce(SUPERSAMPLE), dtype=np.float32) / 255.0
 
 
-def render_image(attrs: dict[str, Any], size: int = HIGH_RES, *, rng: np.random.Generator) -> np.ndarray:
+def render_image(attrs: dict[str, Any], size: int = LOAD_SIZE, *, rng: np.random.Generator) -> np.ndarray:
     """Draw one image: the shape in its flat palette colour over a noisy background.
 
     Args:
@@ -304,7 +258,7 @@ def render_image(attrs: dict[str, Any], size: int = HIGH_RES, *, rng: np.random.
     return image.astype(np.uint8)
 
 
-def downsample(image: np.ndarray, size: int = LOW_RES) -> np.ndarray:
+def downsample(image: np.ndarray, size: int = LR_SIZE) -> np.ndarray:
     """Bicubic resize of a uint8 image, as the original preprocessing makes 76 from 304 [3.2]."""
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
 
@@ -421,7 +375,7 @@ def _caption(attrs: dict[str, Any], mention: frozenset[str], rng: np.random.Gene
     return _finish(sentences)
 
 
-def make_captions(attrs: dict[str, Any], rng: np.random.Generator, n: int = NUM_CAPTIONS) -> list[str]:
+def make_captions(attrs: dict[str, Any], rng: np.random.Generator, n: int = CAPTIONS_PER_IMAGE) -> list[str]:
     """Write `n` captions of one image, each mentioning a different subset of its attributes.
 
     Every caption names the shape; which of colour, background, size and position it adds is drawn
@@ -501,10 +455,10 @@ def caption_attributes(caption: str | bytes) -> dict[str, str]:
 
 _README = """# The `shapes` dataset
 
-Synthetic StackGAN data written by `python -m misc.shapes` (seed {seed}, {per_class} images per class).
+Synthetic StackGAN data written by `python -m misc.data.shapes` (seed {seed}, {per_class} images per class).
 Each {high}x{high} image shows one flat-coloured shape on a background of its base colour plus Gaussian
 noise (std {sigma} levels). The `{low}images.pickle` files hold bicubic {low}x{low} resizes.
-{held}
+
 ## Attributes
 
 | attribute | values |
@@ -538,7 +492,7 @@ Test ({n_test} classes): {test}
 """
 
 
-def _readme(seed: int, per_class: int, train: list[dict], test: list[dict], hold: dict[str, str]) -> str:
+def _readme(seed: int, per_class: int, train: list[dict], test: list[dict]) -> str:
     palette = "\n".join(f"| {name} | {rgb} | {', '.join(COLOUR_WORDS[name])} |"
                         for name, rgb in PALETTE.items())
     vocab = []
@@ -546,14 +500,8 @@ def _readme(seed: int, per_class: int, train: list[dict], test: list[dict], hold
         vocab.append(f"- {title}: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in table.items()))
     vocab.append("- the background colour word comes right before 'background'/'backdrop' or right after "
                  "'background is'; every other colour word names the shape's colour")
-    held = ""
-    if hold:
-        held = ("\n**Held** (`--hold`): " + ", ".join(f"{k} = {v}" for k, v in hold.items())
-                + " in every image, where the table below says otherwise; a diagnostic copy with less "
-                "variety, not the dataset as specified. Class folders keep their nominal colour; "
-                "`attributes.json` and the captions describe each image as drawn.\n")
     return _README.format(
-        held=held, seed=seed, per_class=per_class, high=HIGH_RES, low=LOW_RES, sigma=NOISE_SIGMA,
+        seed=seed, per_class=per_class, high=LOAD_SIZE, low=LR_SIZE, sigma=NOISE_SIGMA,
         shapes=", ".join(SHAPES), positions=", ".join(POSITIONS), jitter=SIZE_JITTER,
         sizes=", ".join(f"{k} {v:.0%}" for k, v in SIZES.items()), palette=palette,
         vocabulary="\n".join(vocab), n_train=len(train), n_test=len(test),
@@ -580,24 +528,22 @@ def is_complete(out_dir: str | os.PathLike) -> bool:
     return all((out_dir / name).is_file() for name in manifest.get("files", []))
 
 
-def _holds(out_dir: Path, seed: int, per_class: int, hold: Mapping[str, str] | None = None) -> bool:
-    """Whether `out_dir` is a complete shapes dataset made with this seed, size and hold."""
+def _holds(out_dir: Path, seed: int, per_class: int) -> bool:
+    """Whether `out_dir` is a complete shapes dataset made with this seed and size."""
     if not is_complete(out_dir):
         return False
     manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
-    return (manifest.get("seed") == seed and manifest.get("per_class") == per_class
-            and manifest.get("held", {}) == dict(hold or {}))
+    return manifest.get("seed") == seed and manifest.get("per_class") == per_class
 
 
-def _write_split(root: Path, name: str, classes: list[dict], seed: int, per_class: int,
-                 hold: dict[str, str], bar: tqdm) -> list[str]:
+def _write_split(root: Path, name: str, classes: list[dict], seed: int, per_class: int, bar) -> list[str]:
     """Render, caption and save one split under `root`; return one example caption per class."""
     filenames, class_ids, high, low, records, examples = [], [], [], [], [], []
     for cls in classes:
         for j in range(1, per_class + 1):
             rng = np.random.default_rng([seed, cls["id"], j])
-            attrs = sample_attributes(cls["shape"], cls["colour"], rng, hold)
-            image = render_image(attrs, HIGH_RES, rng=rng)
+            attrs = sample_attributes(cls["shape"], cls["colour"], rng)
+            image = render_image(attrs, LOAD_SIZE, rng=rng)
             captions = make_captions(attrs, rng)
             filename = f"{cls['dir']}/{cls['colour']}_{cls['shape']}_{j:04d}"
             image_path = root / "images" / f"{filename}.jpg"
@@ -617,15 +563,14 @@ def _write_split(root: Path, name: str, classes: list[dict], seed: int, per_clas
     split = root / name
     dump_pickle(filenames, split / "filenames.pickle")
     dump_pickle(class_ids, split / "class_info.pickle")
-    dump_pickle(high, split / f"{HIGH_RES}images.pickle", protocol=IMAGE_PICKLE_PROTOCOL)
-    dump_pickle(low, split / f"{LOW_RES}images.pickle", protocol=IMAGE_PICKLE_PROTOCOL)
+    dump_pickle(high, split / f"{LOAD_SIZE}images.pickle", protocol=IMAGE_PICKLE_PROTOCOL)
+    dump_pickle(low, split / f"{LR_SIZE}images.pickle", protocol=IMAGE_PICKLE_PROTOCOL)
     atomic_write_text(split / "attributes.json", json.dumps(records, indent=1) + "\n")
     return examples
 
 
 def generate_shapes(out_dir: str | os.PathLike = "Data/shapes", seed: int = 0,
-                    per_class: int = DEFAULT_PER_CLASS, progress: bool = True, force: bool = False,
-                    hold: Mapping[str, str] | None = None) -> Path:
+                    per_class: int = DEFAULT_PER_CLASS, progress: bool = True, force: bool = False) -> Path:
     """Write the shapes dataset in the original release layout (see the module docstring).
 
     Args:
@@ -634,56 +579,47 @@ def generate_shapes(out_dir: str | os.PathLike = "Data/shapes", seed: int = 0,
       per_class: images per class (48 classes; 36 train, 12 test).
       progress: show a progress bar.
       force: regenerate even if `out_dir` already holds a complete dataset with this seed and size.
-      hold: attribute values every image takes (see `sample_attributes`); for diagnostic copies with
-        less variety. Recorded in the manifest (`held`) and the dataset's README.md.
 
     Returns:
       The dataset folder.
 
     Raises:
-      ConfigError: `per_class` is not positive, or `hold` is invalid (`check_hold`).
-      DataError: `out_dir` exists, is not empty and is not a shapes dataset, or `hold` is given and
-        `out_dir` holds the full dataset (a held copy never replaces it).
+      ConfigError: `per_class` is not positive.
+      DataError: `out_dir` exists, is not empty and is not a shapes dataset.
     """
     out_dir = Path(out_dir)
     if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
         raise ConfigError(f"shapes per_class must be a positive integer, got {per_class!r}")
-    hold = check_hold(hold or {})
     foreign = not (out_dir / MANIFEST).is_file() and (not out_dir.is_dir() or any(out_dir.iterdir()))
     if out_dir.exists() and foreign:
         raise DataError(f"{out_dir}: exists and is not a shapes dataset (no {MANIFEST}); "
                         "remove it or choose another output folder")
-    if not force and _holds(out_dir, seed, per_class, hold):
+    if not force and _holds(out_dir, seed, per_class):
         return out_dir
-    if hold and is_complete(out_dir) and "held" not in json.loads((out_dir / MANIFEST).read_text(encoding="utf-8")):
-        raise DataError(f"{out_dir}: holds the full shapes dataset, which a copy with held attributes would "
-                        "replace; write the copy into another folder (--out)")
 
     splits = split_classes()
     mkdir_p(out_dir.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         total = sum(map(len, splits.values())) * per_class
-        with tqdm(total=total, desc="shapes", unit="img", disable=not progress) as bar:
-            examples = {name: _write_split(tmp, name, cls, seed, per_class, hold, bar)
+        with progress_bar(total=total, desc="shapes", unit="img", disable=not progress) as bar:
+            examples = {name: _write_split(tmp, name, cls, seed, per_class, bar)
                         for name, cls in splits.items()}
         atomic_write_text(tmp / "example_captions.txt", "\n".join(examples["test"]) + "\n")
-        atomic_write_text(tmp / "README.md", _readme(seed, per_class, splits["train"], splits["test"], hold))
+        atomic_write_text(tmp / "README.md", _readme(seed, per_class, splits["train"], splits["test"]))
         files = ["README.md", "example_captions.txt"] + [
             f"{split}/{name}" for split in splits
-            for name in ("filenames.pickle", "class_info.pickle", f"{HIGH_RES}images.pickle",
-                         f"{LOW_RES}images.pickle", "attributes.json")]
+            for name in ("filenames.pickle", "class_info.pickle", f"{LOAD_SIZE}images.pickle",
+                         f"{LR_SIZE}images.pickle", "attributes.json")]
         manifest = {
-            "generator": "misc.shapes", "format_version": FORMAT_VERSION,
+            "generator": "misc.data.shapes", "format_version": FORMAT_VERSION,
             "seed": seed, "per_class": per_class,
             "num_images": {split: len(cls) * per_class for split, cls in splits.items()},
             "classes": {split: [c["dir"] for c in cls] for split, cls in splits.items()},
             "palette": {name: list(rgb) for name, rgb in PALETTE.items()},
             "shapes": list(SHAPES), "sizes": SIZES, "positions": list(POSITIONS),
-            "image_sizes": [HIGH_RES, LOW_RES], "files": files,
+            "image_sizes": [LOAD_SIZE, LR_SIZE], "files": files,
         }
-        if hold:
-            manifest["held"] = hold
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         _move_into_place(tmp, out_dir)
     finally:
@@ -712,17 +648,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _name_value(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name or not value:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    return name.strip(), value.strip()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: `python -m misc.shapes [--out DIR] [--seed N] [--per-class N] [--hold NAME=VALUE]...`."""
+    """Command line: `python -m misc.data.shapes [--out DIR] [--seed N] [--per-class N]`."""
     parser = argparse.ArgumentParser(
-        prog="python -m misc.shapes",
+        prog="python -m misc.data.shapes",
         description="Write the synthetic `shapes` dataset (coloured shapes with 10 captions per image) "
                     "in the original StackGAN data layout: images/, text_c10/, train/ and test/ with "
                     "filenames, class_info, 304images and 76images pickles, plus attributes.json for "
@@ -735,25 +664,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--force", action="store_true",
                         help="regenerate even if the folder already holds this exact dataset")
-    parser.add_argument("--hold", type=_name_value, action="append", default=[], metavar="NAME=VALUE",
-                        help="give every image this colour, background, size or position (repeatable; "
-                             "e.g. --hold size=large --hold position=centre): a diagnostic copy with "
-                             "less variety, not the dataset as specified. The attributes not held are "
-                             "those of the full dataset; captions describe each image as drawn")
     args = parser.parse_args(argv)
-    hold = dict(args.hold)
-    if len(hold) < len(args.hold):
-        parser.error("--hold: each attribute at most once")
-    hold = check_hold(hold)
     out_dir = Path(args.out)
-    held = "".join(f", {name}={value}" for name, value in hold.items())
-    if not args.force and _holds(out_dir, args.seed, args.per_class, hold):
-        print(f"{out_dir} already holds this shapes dataset (seed {args.seed}{held}); use --force to rewrite it")
+    if not args.force and _holds(out_dir, args.seed, args.per_class):
+        print(f"{out_dir} already holds this shapes dataset (seed {args.seed}); use --force to rewrite it")
         return 0
-    generate_shapes(out_dir, seed=args.seed, per_class=args.per_class, progress=not args.quiet, force=True,
-                    hold=hold)
+    generate_shapes(out_dir, seed=args.seed, per_class=args.per_class, progress=not args.quiet, force=True)
     counts = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))["num_images"]
-    print(f"wrote {counts['train']} train and {counts['test']} test images (seed {args.seed}{held}) to {out_dir}")
+    print(f"wrote {counts['train']} train and {counts['test']} test images (seed {args.seed}) to {out_dir}")
     return 0
 
 

@@ -2,12 +2,12 @@
 
 Not a port. The original scored its samples with an Inception-v3 fine-tuned on the test classes
 [9.1]; the `shapes` dataset instead knows every image's attributes exactly
-(`<split>/attributes.json`, see `misc.shapes`), so a classifier trained on the real training images
-can tell whether a generated image shows what its caption asks for. `misc.evaluate` uses it.
+(`<split>/attributes.json`, see `misc.data.shapes`), so a classifier trained on the real training images
+can tell whether a generated image shows what its caption asks for. `misc.evaluation.evaluate` uses it.
 
 * `ShapesJudge` is the network: four 3x3 convolutions with batch norm, ReLU and a 2x2 max pool
   each (64 -> 4 pixels; `channels` x1, x2, x4, x8), a dense layer of `feature_dim` ReLU units (the
-  features in which `misc.evaluate` measures a Frechet distance), and one linear head per
+  features in which `misc.evaluation.evaluate` measures a Frechet distance), and one linear head per
   attribute: shape, colour, background, size, position;
 * `train_judge` trains it on the TRAIN split (random 64x64 crops of the 76x76 images, the view the
   Stage-I GAN trains on; no flips, because captions say "on the left"; most images repainted in
@@ -17,7 +17,7 @@ can tell whether a generated image shows what its caption asks for. `misc.evalua
   ceiling of every judge score;
 * `load_judge`, `judge_images`: load a trained judge and apply it.
 
-Run `python -m misc.judge --data_dir Data/shapes --out models/shapes/judge` (or `make judge`).
+Run `python -m misc.evaluation.judge --data_dir Data/shapes --out models/shapes/judge` (or `make judge`).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
+from PIL import Image, ImageFilter
 
 from misc.cli import import_tensorflow, run_cli
 from misc.errors import CheckpointError, DataError, StackGANError
@@ -37,9 +37,10 @@ from misc.errors import CheckpointError, DataError, StackGANError
 tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
-from misc import shapes  # noqa: E402
-from misc.text_encoder import center_crop, images_to_float, load_captioned_split  # noqa: E402
+from misc.data import shapes  # noqa: E402
+from misc.datasets import LR_IMSIZE, center_crop, images_to_float, load_captioned_split  # noqa: E402
 from misc.utils import atomic_path, atomic_write_text, mkdir_p  # noqa: E402
+from misc.utils import progress as progress_bar  # noqa: E402
 
 # The attributes the judge reads, one head each, with their values in head-output order.
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -53,7 +54,7 @@ ATTRIBUTES_FILE = "attributes.json"
 JUDGE_FILE = "judge.keras"
 OPTIONS_FILE = "train_options.json"
 DONE_FILE = "DONE"  # written last by `train_judge`: the judge and its options are complete
-INPUT_SIZE = 64  # Stage-I's output side; real 76x76 images are cropped to it, larger images resized
+INPUT_SIZE = LR_IMSIZE  # Stage-I's output side; real 76x76 images are cropped to it, larger images resized
 # Measured on the shapes dataset (README 'Evaluation'): 60 epochs of the 1440 training images with
 # half of the crops blurred (1380 steps, 628 s on 2 CPU cores beside another job) give test-split
 # accuracies of 0.977 to 1.000 per attribute. Without blur, 30 epochs were enough for the real images.
@@ -74,7 +75,7 @@ RECOLOUR_PROBABILITY = 0.8
 BLUR_PROBABILITY = 0.5
 BLUR_SIGMA = (0.3, 1.5)
 
-MAKE_IT = ("train it with `python -m misc.judge --data_dir DATA_DIR --out {out}` "
+MAKE_IT = ("train it with `python -m misc.evaluation.judge --data_dir DATA_DIR --out {out}` "
            "(or `make judge`)")
 
 
@@ -131,7 +132,7 @@ def attribute_labels(records: Sequence[dict]) -> np.ndarray:
 
 
 def fit_to_input(image: np.ndarray) -> np.ndarray:
-    """A uint8 (H, W, 3) image at the judge's 64x64: as it is, or bicubic-resized as `misc.shapes`."""
+    """A uint8 (H, W, 3) image at the judge's 64x64: as it is, or bicubic-resized as `misc.data.shapes`."""
     if image.shape[:2] == (INPUT_SIZE, INPUT_SIZE):
         return image
     return shapes.downsample(image, INPUT_SIZE)
@@ -148,7 +149,7 @@ class ShapesJudge(keras.Model):
     Args:
       attributes: {attribute: values}, one head of len(values) logits each; `ATTRIBUTES` by default.
       channels: channels of the first convolution (then x2, x4, x8).
-      feature_dim: width of the penultimate layer, the features `misc.evaluate` compares.
+      feature_dim: width of the penultimate layer, the features `misc.evaluation.evaluate` compares.
 
     Call args:
       inputs: images in [-1, 1], float32 (B, 64, 64, 3).
@@ -308,8 +309,6 @@ def blur(images: np.ndarray, rng: np.random.Generator, probability: float = 1.0,
     With `probability` 0 nothing is drawn from `rng`, so a judge trained without blur is the same as
     before this option existed.
     """
-    from PIL import Image, ImageFilter
-
     out = images.copy()
     if probability <= 0.0:
         return out
@@ -385,7 +384,7 @@ def train_judge(data_dir: str | os.PathLike, out: str | os.PathLike, epochs: int
     total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
     history, running, step = [], [], 0
     start = time.time()
-    with tqdm(total=total, desc="judge", unit="step", disable=not progress) as bar:
+    with progress_bar(total=total, desc="judge", unit="step", disable=not progress) as bar:
         while step < total:
             order = rng.permutation(len(images))
             for first in range(0, len(order), batch_size):
@@ -458,7 +457,7 @@ def stale_judge_note(path: str | os.PathLike) -> str | None:
         return None
     folder = judge_file_and_folder(path)[1]
     return (f"note: {folder / OPTIONS_FILE}: this judge was trained without blurred crops (the earlier "
-            "default) and misreads many generated shapes; retrain it with `python -m misc.judge --data_dir "
+            "default) and misreads many generated shapes; retrain it with `python -m misc.evaluation.judge --data_dir "
             f"DATA_DIR --out {folder}` (the default folder: rm -r models/shapes/judge && make judge)")
 
 
@@ -492,12 +491,12 @@ def load_judge(path: str | os.PathLike) -> ShapesJudge:
 # --------------------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: `python -m misc.judge --data_dir DIR --out DIR [--epochs N] [--seed N] ...`."""
+    """Command line: `python -m misc.evaluation.judge --data_dir DIR --out DIR [--epochs N] [--seed N] ...`."""
     parser = argparse.ArgumentParser(
-        prog="python -m misc.judge",
+        prog="python -m misc.evaluation.judge",
         description="Train the shapes judge: a small CNN reading shape, colour, background colour, size "
                     "and position of a 64x64 image, trained on the train split; prints its accuracy per "
-                    "attribute on the test split (the ceiling of the judge scores of `misc.evaluate`).")
+                    "attribute on the test split (the ceiling of the judge scores of `misc.evaluation.evaluate`).")
     parser.add_argument("--data_dir", default="Data/shapes", help="shapes dataset root (default: %(default)s)")
     parser.add_argument("--out", default="models/shapes/judge", help="output folder (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="default: %(default)s")

@@ -1,6 +1,6 @@
 """Benchmarks: training-step time, FLOPs, text-to-image throughput, input-pipeline rate, peak memory.
 
-A port addition (the original has no benchmark). `python -m misc.bench` (`make bench`) builds the
+A port addition (the original has no benchmark). `python -m misc.tools.bench` (`make bench`) builds the
 networks with the stages' own builders (`stageI.trainer.build_gan`, `stageII.trainer.build_gan` /
 `build_networks`) at the widths of the configs (birds by default), feeds them synthetic tensors and
 reports figures, never pass/fail:
@@ -40,21 +40,32 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import logging
+
 import numpy as np
 
 from misc.cli import import_tensorflow, run_cli
 from misc.config import Config, load_config, parse_override
-from misc.datasets import BatchFeeder, BatchSampler, SplitData
 from misc.errors import ConfigError
-from misc.preprocess_birds import LOAD_SIZE, LR_SIZE
 from misc.utils import atomic_write_text
 
-REPO = Path(__file__).resolve().parents[1]
+tf = import_tensorflow()  # quietly, before the modules below import TensorFlow
+
+import keras  # noqa: E402
+
+from misc.datasets import BatchFeeder, BatchSampler, SplitData  # noqa: E402
+from misc.text.char_cnn_rnn import WIDTHS, CharCnnRnn, encode_text_tf  # noqa: E402
+from stageI import STAGE as STAGE_I  # noqa: E402
+from stageI import trainer as stage1_trainer  # noqa: E402
+from stageII import STAGE as STAGE_II  # noqa: E402
+from stageII import trainer as stage2_trainer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
 SECTIONS = ("stage1", "stage2", "inference", "pipeline")
 DEFAULT_OUT = Path("bench_results") / "results.json"
 DEFAULT_CFGS = {"stage1": "stageI/cfg/birds.yml", "stage2": "stageII/cfg/birds.yml"}
 # Stored image size and crop size of each stage [3.3]: 76 -> 64 px (Stage-I), 304 -> 256 px (Stage-II).
-IMAGE_SIZES = {"stage1": (LR_SIZE, 64), "stage2": (LOAD_SIZE, 256)}
+IMAGE_SIZES = {"stage1": (STAGE_I.stored_size, STAGE_I.image_size), "stage2": (STAGE_II.stored_size, STAGE_II.image_size)}
 # Full runs: the original's batch (64) and a smaller one. `--quick`: tiny widths and batch, for the test.
 DEFAULTS = {"batch_sizes": [64, 16], "steps": 10, "warmup": 1, "time_limit": 60.0}
 QUICK_DEFAULTS = {"batch_sizes": [2], "steps": 2, "warmup": 1, "time_limit": 5.0}
@@ -121,17 +132,17 @@ def _positive(kind: type) -> Callable[[str], Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m misc.bench`."""
+    """The command line of `python -m misc.tools.bench`."""
     parser = argparse.ArgumentParser(
-        prog="python -m misc.bench",
+        prog="python -m misc.tools.bench",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python -m misc.bench                                   # birds widths, batches 64 and 16\n"
-               "  python -m misc.bench --only stage1,pipeline --steps 5\n"
-               "  python -m misc.bench --mixed-precision --xla --batch-sizes 64\n"
-               "  python -m misc.bench --set GAN.GF_DIM=64 --out bench_results/gf64.json\n"
-               "  python -m misc.bench --quick                           # tiny widths: does it all run?\n"
+               "  python -m misc.tools.bench                                   # birds widths, batches 64 and 16\n"
+               "  python -m misc.tools.bench --only stage1,pipeline --steps 5\n"
+               "  python -m misc.tools.bench --mixed-precision --xla --batch-sizes 64\n"
+               "  python -m misc.tools.bench --set GAN.GF_DIM=64 --out bench_results/gf64.json\n"
+               "  python -m misc.tools.bench --quick                           # tiny widths: does it all run?\n"
                "  make bench ARGS='--only stage1 --steps 3'",
     )
     parser.add_argument("--only", type=_sections, default=list(SECTIONS), metavar="LIST",
@@ -165,7 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and the noise (default 0)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), metavar="JSON",
                         help=f"where the results go (default {DEFAULT_OUT})")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and device messages")
     return parser
 
 
@@ -201,9 +211,6 @@ def graph_flops(graph) -> dict[str, Any]:
     Returns:
       `{"total": int, "by_op": {op type: int}, "conv_matmul_share": float}`.
     """
-    import logging
-
-    tf = import_tensorflow()
     builder = tf.compat.v1.profiler.ProfileOptionBuilder
     options = builder(builder.float_operation()).with_empty_output().build()
     logger = tf.get_logger()
@@ -306,7 +313,6 @@ class MemoryProbe:
             self.resettable = False
         self.rss_start_mb = _proc_status_mb("VmRSS")
         if self.gpu:
-            tf = import_tensorflow()
             tf.config.experimental.reset_memory_stats("GPU:0")
 
     def peak(self) -> dict[str, Any]:
@@ -316,15 +322,12 @@ class MemoryProbe:
                "rss_peak_process_mb": round(process_peak, 1),
                "rss_at_start_mb": None if self.rss_start_mb is None else round(self.rss_start_mb, 1)}
         if self.gpu:
-            tf = import_tensorflow()
             out["gpu_peak_mb"] = round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / MIB, 1)
         return out
 
 
 def _release_models() -> None:
     """Free the models of a finished measurement, keeping the dtype policy (which `clear_session` resets)."""
-    import keras
-
     policy = keras.mixed_precision.global_policy()
     keras.backend.clear_session()
     keras.mixed_precision.set_global_policy(policy)
@@ -335,20 +338,14 @@ def _release_models() -> None:
 def build_stage_gan(stage: str, cfg: Config):
     """The compiled and built GAN of a stage, from the stage's own builder (random weights)."""
     if stage == "stage1":
-        from stageI.trainer import build_gan
-
-        return build_gan(cfg)
-    from stageI.trainer import build_networks as build_stage1_networks
-    from stageII.trainer import build_gan
-
-    stage1_generator, _ = build_stage1_networks(cfg)  # a trained one would be loaded from a checkpoint
-    return build_gan(cfg, stage1_generator)
+        return stage1_trainer.build_gan(cfg)
+    stage1_generator, _ = stage1_trainer.build_networks(cfg)  # a trained one would be loaded from a checkpoint
+    return stage2_trainer.build_gan(cfg, stage1_generator)
 
 
 def bench_train(stage: str, cfg: Config, args: argparse.Namespace, memory: MemoryProbe,
                 record: Callable[[dict], None]) -> None:
     """Time one full training step of `stage` at every batch size; `record` each result."""
-    tf = import_tensorflow()
     crop = IMAGE_SIZES[stage][1]
     print(f"{stage}: building the networks (GF_DIM {cfg.GAN.GF_DIM}, DF_DIM {cfg.GAN.DF_DIM})", flush=True)
     gan = build_stage_gan(stage, cfg)
@@ -386,27 +383,20 @@ def bench_train(stage: str, cfg: Config, args: argparse.Namespace, memory: Memor
 def build_text_encoder(cfg: Config, quick: bool):
     """A char-CNN-RNN with random weights at the original widths (`small` for `--quick`), giving
     `TEXT.DIMENSION`-sized embeddings."""
-    from misc.char_cnn_rnn import WIDTHS, CharCnnRnn
-
     return CharCnnRnn(**{**WIDTHS["small" if quick else "full"], "emb_dim": cfg.TEXT.DIMENSION}, name="text_encoder")
 
 
 def bench_inference(cfgs: dict[str, Config], args: argparse.Namespace, memory: MemoryProbe,
                     record: Callable[[dict], None]) -> None:
     """Images per second of text -> 64 px (encoder, Stage-I G) and text -> 256 px (+ Stage-II G)."""
-    tf = import_tensorflow()
-    from misc.char_cnn_rnn import encode_text_tf
-    from stageI.trainer import build_networks as build_stage1_networks
-    from stageII.trainer import build_networks as build_stage2_networks
-
     cfg1, cfg2 = cfgs["stage1"], cfgs["stage2"]
     print("inference: building the text encoder and the generators", flush=True)
     encoder = build_text_encoder(cfg1, args.quick)
     encoder.build()
-    generator1, _ = build_stage1_networks(cfg1)
+    generator1, _ = stage1_trainer.build_networks(cfg1)
     # Stage-II runs its own Stage-I generator (Stage-II widths), as `StageIIGAN` does.
-    hr_stage1_generator, _ = build_stage1_networks(cfg2)
-    generator2, _ = build_stage2_networks(cfg2)
+    hr_stage1_generator, _ = stage1_trainer.build_networks(cfg2)
+    generator2, _ = stage2_trainer.build_networks(cfg2)
 
     # String ops cannot be compiled by XLA: the text is one-hot encoded in a plain tf.function.
     encode = tf.function(encode_text_tf, autograph=False)
@@ -548,8 +538,6 @@ def _git_commit() -> str | None:
 
 def environment(tf, gpus: list) -> dict[str, Any]:
     """Device, CPU, memory, versions, date and load of the machine running the benchmark."""
-    import keras
-
     gpu_names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
     try:
         with open("/proc/meminfo") as f:
@@ -635,11 +623,8 @@ def format_tables(results: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------- main
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the measurements `args` asks for; write and return the results."""
-    cfgs = load_configs(args)  # config errors come before TensorFlow's start-up
+    cfgs = load_configs(args)
     out = Path(args.out)
-    tf = import_tensorflow(verbose=args.verbose)
-    import keras
-
     gpus = tf.config.list_physical_devices("GPU")
     args.xla = bool(gpus) if args.xla is None else args.xla
     policy = POLICIES["gpu" if gpus else "cpu"] if args.mixed_precision else "float32"

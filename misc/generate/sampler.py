@@ -41,10 +41,18 @@ from typing import Callable
 
 import numpy as np
 
+from misc.checkpoint import read_metadata, resolve_checkpoint
 from misc.config import Config
+from misc.datasets import center_crop, load_split
 from misc.errors import CheckpointError, ConfigError, DataError, StackGANError
-from misc.inference import STAGE1, STAGE2, TextToImageModels
-from misc.sheets import caption_sheet, encode, upsample
+from misc.generate.inference import (
+    STAGE1, STAGE2, TextToImageModels, find_checkpoint, load_generators, load_run_config,
+)
+from misc.generate.sheets import caption_sheet, encode, upsample
+from misc.utils import progress as progress_bar
+from misc.visualize import to_uint8
+from stageI import STAGE as STAGE_I
+from stageII import STAGE as STAGE_II
 
 SPLIT = "test"
 FINAL_DIR = SPLIT
@@ -78,17 +86,6 @@ def check_out(out: str | os.PathLike) -> Path:
     return out
 
 
-def _center_crop(images: np.ndarray, size: int) -> np.ndarray:
-    offset = (images.shape[1] - size) // 2
-    return images[:, offset:offset + size, offset:offset + size]
-
-
-def _to_uint8(images) -> np.ndarray:
-    from misc.visualize import to_uint8
-
-    return to_uint8(np.asarray(images))
-
-
 def sample_test_split(models: TextToImageModels, data, out: str | os.PathLike, num_samples: int,
                       num_captions: int = 1, seed: int = 0, batch_size: int = 64, progress: bool = True) -> dict:
     """Write k samples of each test caption (port of `eval_one_dataset` [8.3]).
@@ -110,8 +107,6 @@ def sample_test_split(models: TextToImageModels, data, out: str | os.PathLike, n
       ConfigError: a count out of range; DataError: embeddings of another size than the generators
         take, or missing caption files; StackGANError: `out` is not the sampler's.
     """
-    from tqdm import tqdm
-
     out = check_out(out)
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be at least 1, got {num_samples}")
@@ -128,7 +123,7 @@ def sample_test_split(models: TextToImageModels, data, out: str | os.PathLike, n
             raise DataError(f"{data.caption_path(i)}: has {len(texts)} captions, {num_captions} were asked for")
 
     size = models.image_size
-    real = _center_crop(data.images, size)
+    real = center_crop(data.images, size)
     pairs = [(i, c) for i in range(len(data)) for c in range(num_captions)]
     z, epsilon1, epsilon2 = models.sample_noise(len(pairs) * num_samples, seed)
     pairs_per_batch = max(1, batch_size // num_samples)
@@ -136,15 +131,15 @@ def sample_test_split(models: TextToImageModels, data, out: str | os.PathLike, n
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        bar = tqdm(total=len(pairs) * num_samples, unit="image", desc="sampling", disable=not progress)
+        bar = progress_bar(total=len(pairs) * num_samples, unit="image", desc="sampling", disable=not progress)
         for start in range(0, len(pairs), pairs_per_batch):
             chunk = pairs[start:start + pairs_per_batch]
             rows = slice(start * num_samples, (start + len(chunk)) * num_samples)
             embeddings = np.repeat(np.stack([data.embeddings[i, c] for i, c in chunk]), num_samples, axis=0)
             stage1, stage2 = models.generate(embeddings, z[rows], epsilon1[rows],
                                              None if epsilon2 is None else epsilon2[rows])
-            stage1 = _to_uint8(stage1).reshape((len(chunk), num_samples, 64, 64, 3))
-            final = stage1 if stage2 is None else _to_uint8(stage2).reshape((len(chunk), num_samples, size, size, 3))
+            stage1 = to_uint8(stage1).reshape((len(chunk), num_samples, 64, 64, 3))
+            final = stage1 if stage2 is None else to_uint8(stage2).reshape((len(chunk), num_samples, size, size, 3))
             for n, (i, c) in enumerate(chunk):
                 filename = data.filenames[i]
                 for k in range(num_samples):
@@ -212,11 +207,6 @@ def run_evaluation(cfg: Config, stage: str, out: str | os.PathLike | None = None
     Returns:
       The output folder.
     """
-    from misc.checkpoint import read_metadata, resolve_checkpoint
-    from misc.datasets import load_split
-    from misc.inference import find_checkpoint, load_generators, load_run_config
-    from misc.preprocess_birds import LOAD_SIZE, LR_SIZE
-
     num_samples = min(MAX_DEFAULT_SAMPLES, cfg.TRAIN.NUM_COPY) if num_samples is None else num_samples
     weights = (resolve_checkpoint(cfg.TRAIN.PRETRAINED_MODEL) if cfg.TRAIN.PRETRAINED_MODEL
                else find_checkpoint(cfg.DATASET_NAME, cfg.OUTPUT_DIR, stage))
@@ -228,8 +218,9 @@ def run_evaluation(cfg: Config, stage: str, out: str | os.PathLike | None = None
     run_cfg = load_run_config(weights)
     if out is not None:
         check_out(out)
-    # The data before TensorFlow's start-up, as in training: a data error comes at once.
-    data = load_split(cfg.data_dir(), SPLIT, LOAD_SIZE if stage == STAGE2 else LR_SIZE, cfg.EMBEDDING_TYPE,
+    # The data before the networks are built: a data error comes at once.
+    stored_size = (STAGE_II if stage == STAGE2 else STAGE_I).stored_size
+    data = load_split(cfg.data_dir(), SPLIT, stored_size, cfg.EMBEDDING_TYPE,
                       run_cfg.TEXT.DIMENSION)
     models = load_generators(weights, dataset=cfg.DATASET_NAME, stage=STAGE2 if stage == STAGE2 else STAGE1)
     out = Path(out) if out is not None else default_out(models)

@@ -1,15 +1,15 @@
 """Crop CUB-200-2011 birds around their bounding boxes and pickle them at 304 and 76 pixels.
 
-Port of the original `misc/preprocess_birds.py` (with the image helpers of its `misc/utils.py`).
+Port of the original `misc/data/preprocess_birds.py` (with the image helpers of its `misc/utils.py`).
 For every file of `<data_dir>/train/filenames.pickle`, then `<data_dir>/test/filenames.pickle`, it
 reads `CUB_200_2011/images/<filename>.jpg`, crops a square 1.5 times the larger bounding-box side
 around the box centre, resizes it bicubically to 304x304 and that to 76x76, and writes the lists
 to `<split>/304images.pickle` and `<split>/76images.pickle`.
 
-The shared loop and the image helpers here are also used by `misc/preprocess_flowers.py`.
+The shared loop and the image helpers here are also used by `misc/data/preprocess_flowers.py`.
 
 Usage:
-  python misc/preprocess_birds.py --data_dir Data/birds
+  python misc/data/preprocess_birds.py --data_dir Data/birds
 """
 from __future__ import annotations
 
@@ -20,18 +20,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from misc.cli import run_cli
-from misc.datasets import image_file_name, read_filenames
+from misc.datasets import LOAD_SIZE, LR_SIZE, image_file_name, read_filenames
 from misc.errors import DataError
 from misc.pickle_io import IMAGE_PICKLE_PROTOCOL, dump_pickle
+from misc.utils import progress as progress_bar
 
-# The original's constants: Stage-II images are 256 px, loaded 76/64 larger for the random crop
-# (LOAD_SIZE = int(256 * 76 / 64)), and Stage-I images are 4 times smaller (LR_HR_RETIO = 4).
-LOAD_SIZE = 304
-LR_HR_RATIO = 4
-LR_SIZE = LOAD_SIZE // LR_HR_RATIO
 SPLITS = ("train", "test")
 # Half-side of the square bird crop as a fraction of the larger bounding-box side (original's 0.75),
 # i.e. a crop 1.5 times the larger side.
@@ -216,7 +211,7 @@ def preprocess_dataset(data_dir: str | os.PathLike, locate: Locator, progress: b
     written = []
     for split, items in jobs.items():
         hr_images, lr_images = [], []
-        for path, bbox in tqdm(items, desc=f"{split} images", unit="img", disable=not progress):
+        for path, bbox in progress_bar(items, desc=f"{split} images", unit="img", disable=not progress):
             hr_image, lr_image = load_image_pair(path, bbox)
             hr_images.append(hr_image)
             lr_images.append(lr_image)
@@ -266,7 +261,7 @@ def report(written: list[Path]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point: `python misc/preprocess_birds.py --data_dir Data/birds`."""
+    """Command line entry point: `python misc/data/preprocess_birds.py --data_dir Data/birds`."""
     args = build_parser(__doc__.split("\n\n")[0], "Data/birds").parse_args(argv)
     report(preprocess_birds(args.data_dir, progress=not args.no_progress))
     return 0

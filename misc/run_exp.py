@@ -1,0 +1,111 @@
+"""The command line of `stageI/run_exp.py` and `stageII/run_exp.py`, written once.
+
+Port of the original `run_exp.py` of both stages (`--cfg`, `--gpu`; `TRAIN.FLAG: False` for the
+evaluation mode) with the port's options. Every check that needs no TensorFlow (the config, the
+checkpoint to start from, the data) runs first; TensorFlow, which takes seconds to start, is
+imported only after them, in `_load`: the one place a stage's trainer or the sampler is imported,
+by name, so that this module stays importable without TensorFlow and without the stage packages
+above it.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from types import ModuleType
+from typing import Sequence
+
+from misc.cli import import_tensorflow
+from misc.config import load_config, parse_override
+from misc.distribute import parse_gpu_list, select_gpus
+from misc.errors import ConfigError
+from misc.runs import StageInfo, prepare_run
+
+
+def build_parser(stage: StageInfo, description: str, doc: str) -> argparse.ArgumentParser:
+    """The command line of the original `run_exp.py` (`--cfg`, `--gpu`) plus the port's options.
+
+    Args:
+      stage: the stage (names the script and the example config).
+      description: what the script trains and where its outputs go.
+      doc: the script's module docstring; its "Examples:" part becomes the epilog.
+    """
+    parser = argparse.ArgumentParser(
+        prog=f"{stage.name}/run_exp.py",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:" + doc.split("Examples:", 1)[1],
+    )
+    parser.add_argument("--cfg", required=True, metavar="YAML", help=f"config file, e.g. {stage.name}/cfg/birds.yml")
+    parser.add_argument("--gpu", metavar="IDS", default=None,
+                        help="comma-separated GPU indices to use, e.g. 0,1 (several: data-parallel with "
+                             "MirroredStrategy); -1 for CPU only; default: all visible GPUs")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="build the networks at the config's widths, print their trainable parameter "
+                             "counts and exit without loading data or writing anything")
+    parser.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT", default=None,
+                        help="continue a run in its own folder from its newest checkpoint (a run folder) or "
+                             "from a given model_<iteration>.weights.h5")
+    parser.add_argument("--data_dir", metavar="DIR", default=None,
+                        help="dataset folder (overrides DATA_DIR; default Data/<DATASET_NAME>)")
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                        help="override a config key (VALUE read as YAML), e.g. --set TRAIN.MAX_EPOCH=10; repeatable")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and device messages")
+    evaluation = parser.add_argument_group(
+        "evaluation mode (--set TRAIN.FLAG=False: sample the test split with the snapshot of "
+        "TRAIN.PRETRAINED_MODEL, default the newest of this stage)")
+    evaluation.add_argument("--out", metavar="DIR", default=None,
+                            help="output folder (default <run folder>/samples_<iteration>): "
+                                 "test/<filename>_c<caption>_s<sample>.png, sheets/, samples.json")
+    evaluation.add_argument("--num-samples", metavar="K", type=int, default=None,
+                            help="samples per caption (default min(16, TRAIN.NUM_COPY), as the original)")
+    evaluation.add_argument("--num-captions", metavar="N", type=int, default=1,
+                            help="captions per test image, the first N (default 1: caption 0, as the original)")
+    return parser
+
+
+def _load(module: str, verbose: bool) -> ModuleType:
+    """Start TensorFlow (quietly unless `verbose`) and import `module`, which needs it.
+
+    Called only once the command line's own checks have passed, so that a mistake in the config or
+    the data is reported at once.
+    """
+    import_tensorflow(verbose=verbose)
+    return importlib.import_module(module)
+
+
+def main(stage: StageInfo, description: str, doc: str, argv: Sequence[str] | None = None) -> int:
+    """Run a stage's command line; returns the exit status.
+
+    Args:
+      stage: the stage (`stageI.STAGE`, `stageII.STAGE`).
+      description: the `--help` description.
+      doc: the stage script's docstring (its examples).
+      argv: the arguments (default `sys.argv[1:]`).
+    """
+    args = build_parser(stage, description, doc).parse_args(argv)
+    gpus = None if args.gpu is None else parse_gpu_list(args.gpu)
+    select_gpus(gpus)
+    overrides = dict(parse_override(text) for text in args.overrides)
+    if args.data_dir is not None:
+        overrides["DATA_DIR"] = args.data_dir
+    cfg = load_config(args.cfg, overrides=overrides)
+    if args.dry_run:
+        for name, count in _load(f"{stage.name}.trainer", args.verbose).count_parameters(cfg).items():
+            print(f"{name}: {count}")
+        return 0
+    if not cfg.TRAIN.FLAG:
+        if args.resume:
+            raise ConfigError(f"--resume {args.resume}: evaluation mode (TRAIN.FLAG false) does not train; give "
+                              "the snapshot to sample with --set TRAIN.PRETRAINED_MODEL=...")
+        sampler = _load("misc.generate.sampler", args.verbose)
+        out = sampler.run_evaluation(cfg, stage.name, out=args.out, num_samples=args.num_samples,
+                                     num_captions=args.num_captions, progress=sys.stderr.isatty())
+        print(f"done: {out}")
+        return 0
+    prepared = prepare_run(cfg, stage, args.resume)
+    trainer = _load(f"{stage.name}.trainer", args.verbose)
+    run_dir = trainer.train(cfg, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2, gpus=gpus,
+                            prepared=prepared)
+    print(f"done: {run_dir}")
+    return 0
