@@ -1,4 +1,5 @@
-"""The building blocks both StackGAN stages share, each written once [4].
+"""The building blocks both StackGAN stages share, each written once (original `stageI/model.py`,
+`stageII/model.py`).
 
 The original typed its blocks inline in each network (and typed the Stage-I networks twice, once
 per stage). Here every repeated pattern is one Keras layer:
@@ -51,7 +52,7 @@ def spatial_tile(code: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
 
 @keras.saving.register_keras_serializable(package="stackgan")
 class CondAugmentation(keras.layers.Layer):
-    """Conditioning Augmentation [4.1]: port of `CondGAN.generate_condition` and
+    """Conditioning Augmentation (original `stageI/model.py`): port of `CondGAN.generate_condition` and
     `CondGANTrainer.sample_encoded_context`.
 
     FC 1024 -> 2 * ef_dim, leaky ReLU on the *whole* output, split into mu (first half) and

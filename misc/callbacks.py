@@ -1,6 +1,6 @@
 """Keras callbacks that carry out the per-iteration and per-epoch work of the original loop.
 
-Port of the bookkeeping inside the original `CondGANTrainer.train` [7.2, 8]: learning-rate halving
+Port of the bookkeeping inside `CondGANTrainer.train` (original `stageI/trainer.py`): learning-rate halving
 at epoch start, TensorBoard scalars per iteration, a snapshot every `TRAIN.SNAPSHOT_INTERVAL`
 iterations, the sample grids and the epoch log (with its NaN check) at epoch end. Each concern is
 one callback so that Stage-II reuses them as they are.
@@ -141,9 +141,9 @@ class Snapshots(_IterationCounter):
     """Save a checkpoint every `interval` iterations and at the end of training.
 
     Port of `saver.save(sess, "<log_dir>/model_<counter>.ckpt")` when `counter % SNAPSHOT_INTERVAL
-    == 0` [7.2]; the end-of-training snapshot is a port addition so that no finished run loses its
-    last iterations. The record's `epoch` is the epoch a resumed run starts at: the current one, or
-    the next one if the snapshot falls on the last iteration of an epoch.
+    == 0` (original `stageI/trainer.py`); the end-of-training snapshot is a port addition so that no
+    finished run loses its last iterations. The record's `epoch` is the epoch a resumed run starts at:
+    the current one, or the next one if the snapshot falls on the last iteration of an epoch.
 
     Args:
       run_dir: the run folder.

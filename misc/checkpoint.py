@@ -1,6 +1,6 @@
 """Checkpoints of a `CondGAN`: Keras weight files plus a small JSON record.
 
-Port of the original's `tf.train.Saver` use in `CondGANTrainer.train` [8.1]: a snapshot of *all*
+Port of the `tf.train.Saver` use in `CondGANTrainer.train` (original `stageI/trainer.py`): a snapshot of *all*
 state (G, D, BN moving statistics, both Adam optimisers with their step counts) every
 `TRAIN.SNAPSHOT_INTERVAL` iterations, named after the iteration counter, the last 5 kept.
 A snapshot is two files in the run folder:
@@ -146,7 +146,8 @@ def save_checkpoint(gan, run_dir: str | os.PathLike, epoch: int, stage: str, dat
 
 def load_checkpoint(gan, path: str | os.PathLike, stage: str | None = None,
                     dataset: str | None = None) -> dict[str, Any]:
-    """Restore all of `gan`'s state from a snapshot (port of `saver.restore` on resume [7.2]).
+    """Restore all of `gan`'s state from a snapshot (port of `saver.restore` on resume in the
+    original `stageI/trainer.py`).
 
     `gan` must be built (`CondGAN.build`) so that the optimisers have their slots; the function
     checks that the optimiser state really was restored, since Keras only warns when it skips it.

@@ -2,8 +2,9 @@
 
 The original built its networks from prettytensor methods (`custom_conv2d`,
 `custom_fully_connected`, `conv_batch_norm`, `fc_batch_norm`, `leaky_rectify`). Here each one is
-a factory that returns a Keras 3 layer configured as the original configured it [4]. Every number
-the original fixes is a named constant below and appears nowhere else in the port.
+a factory that returns a Keras 3 layer configured as the original's `stageI/model.py` and
+`stageII/model.py` configured it. Every number the original fixes is a named constant below and
+appears nowhere else in the port.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 # Slope of `leaky_rectify(leakiness=0.2)`, used in the discriminators and in CA.
 LEAKY_SLOPE = 0.2
-# Adam settings of both stages' optimisers [7.1]: beta1 = 0.5; epsilon is TF-1's default 1e-8
+# Adam settings of both stages' optimisers (original `stageI/trainer.py`): beta1 = 0.5; epsilon is
+# TF-1's default 1e-8
 # (Keras 3 defaults to 1e-7, so it must be passed explicitly).
 ADAM_BETA1 = 0.5
 ADAM_EPSILON = 1e-8

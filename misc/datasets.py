@@ -368,7 +368,7 @@ def _check_sizes(data: SplitData, count: int, crop_size: int, num_embedding: int
 class BatchSampler:
     """Draws training batches with the original's rules, in NumPy, from one seeded generator.
 
-    Port of the original `Dataset.next_batch` [3.3]:
+    Port of the original `Dataset.next_batch` (original `misc/datasets.py`):
 
     1. Indices come from a new random permutation each epoch; a batch never wraps around the end of
        the permutation, so the last N mod B images of each permutation are skipped.

@@ -16,7 +16,7 @@ import tensorflow as tf
 from misc import losses
 from misc.custom_ops import ADAM_BETA1, ADAM_EPSILON
 
-# Names of the trackers, in the order the original logs them [8.2]. `kl_loss` is the unweighted
+# Names of the trackers, in the order the original `stageI/trainer.py` logs them. `kl_loss` is the unweighted
 # KL; the original's `g_loss_kl_loss` summary was COEFF.KL times it.
 LOSS_NAMES = ("d_loss", "d_loss_real", "d_loss_wrong", "d_loss_fake", "g_loss", "kl_loss")
 # Keys of the optional fourth batch element that injects the noise instead of sampling it.
@@ -24,7 +24,7 @@ NOISE_KEYS = ("z_d", "eps_d", "z_g", "eps_g")
 
 
 def adam(learning_rate: float, name: str | None = None) -> keras.optimizers.Adam:
-    """Port of the original optimiser, `tf.train.AdamOptimizer(lr, beta1=0.5)` [7.1].
+    """Port of the original optimiser, `tf.train.AdamOptimizer(lr, beta1=0.5)` (original `stageI/trainer.py`).
 
     Args:
       learning_rate: the initial learning rate (the schedule callback overwrites it per epoch).
@@ -62,14 +62,16 @@ class LastValue(keras.metrics.Metric):
 class CondGAN(keras.Model):
     """Port of the original `CondGANTrainer` training graph (Stage-I; Stage-II subclasses it).
 
-    A training step is a D step and then a G step (1:1, [7.2]):
+    A training step is a D step and then a G step (1:1, original `stageI/trainer.py`):
 
     * D step: sample z ~ N(0, 1) and the CA noise epsilon ~ truncated N(0, 1); fake = G(embedding, z,
       epsilon) in training mode; D is called separately on the real, the wrong and the fake images
-      (training mode, so every call uses its own batch statistics, [4.3]);
-      d_loss = BCE(real, 1) + (BCE(wrong, 0) + BCE(fake, 0)) / 2 [6]; Adam step on D's weights.
+      (training mode, so every call uses its own batch statistics, original `stageI/model.py`);
+      d_loss = BCE(real, 1) + (BCE(wrong, 0) + BCE(fake, 0)) / 2; Adam step on D's weights.
     * G step: fresh z and epsilon (the original re-ran its random ops in a second `session.run`);
-      g_loss = BCE(D(fake), 1) + COEFF.KL * KL [5, 6]; Adam step on G's weights, including its CA.
+      g_loss = BCE(D(fake), 1) + COEFF.KL * KL; Adam step on G's weights, including its CA.
+
+    The losses are those of `compute_losses` in the original `stageI/trainer.py`.
 
     Per-example losses are reduced with `tf.nn.compute_average_loss`, which divides by the global
     batch, so the gradients Keras sums over replicas equal the single-device gradients.
@@ -265,7 +267,7 @@ class CondGAN(keras.Model):
         return {name: tf.reduce_mean(value) for name, value in per_example.items()}
 
     def train_step(self, data) -> dict[str, tf.Tensor]:
-        """One iteration of the original loop: a D step, then a G step with fresh noise [7.2]."""
+        """One iteration of the loop of the original `stageI/trainer.py`: a D step, then a G step with fresh noise."""
         images, wrong_images, embedding, noise = _unpack_batch(data)
         if noise is None:
             batch_size = tf.shape(embedding)[0]

@@ -1,4 +1,4 @@
-"""StackGAN losses [5], [6] as small pure functions, one value per example.
+"""StackGAN losses (original `stageI/trainer.py`) as small pure functions, one value per example.
 
 Every function returns shape (B,) so that the trainer reduces with `tf.nn.compute_average_loss`,
 which divides by the *global* batch and therefore gives correct gradients under `tf.distribute`
@@ -29,7 +29,7 @@ def sigmoid_bce(logits: tf.Tensor, target: float) -> tf.Tensor:
 
 
 def kl_loss(mu: tf.Tensor, log_sigma: tf.Tensor) -> tf.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)) of conditioning augmentation: port of `KL_loss` [5].
+    """KL(N(mu, sigma^2) || N(0, I)) of conditioning augmentation: port of `KL_loss` (original `stageI/trainer.py`).
 
     Element-wise -log sigma + (sigma^2 + mu^2 - 1) / 2 with sigma^2 = exp(2 log sigma), then the
     mean over the ef_dim axis. The original takes the mean over batch *and* ef_dim; the batch mean
@@ -52,7 +52,7 @@ def discriminator_loss(
     fake_logits: tf.Tensor,
     b_wrong: bool = True,
 ) -> dict[str, tf.Tensor]:
-    """Discriminator loss of both stages [6]: port of the `d_loss` terms of `CondGANTrainer`.
+    """Discriminator loss of both stages (original `stageI/trainer.py`): port of the `d_loss` terms of `CondGANTrainer`.
 
     d_loss = BCE(real, 1) + (BCE(wrong, 0) + BCE(fake, 0)) / 2, or with `b_wrong=False`
     d_loss = BCE(real, 1) + BCE(fake, 0). The wrong term is returned either way, for logging.
@@ -82,7 +82,7 @@ def discriminator_loss(
 
 
 def generator_loss(fake_logits: tf.Tensor) -> tf.Tensor:
-    """Non-saturating generator loss [6]: BCE(D(G(z, c), phi), 1), per example.
+    """Non-saturating generator loss (original `stageI/trainer.py`): BCE(D(G(z, c), phi), 1), per example.
 
     The trainer adds `COEFF.KL * kl_loss` to form the original's `g_loss`.
 

@@ -1,7 +1,7 @@
 """The training frame both stages share: strategy, data feeding, callbacks and the epoch loop.
 
 Port of the original `CondGANTrainer.train` of `stageI/trainer.py`, which `stageII/trainer.py`
-repeated [7.2, 7.3]: here it is written once. What differs between the stages comes from the
+repeated: here it is written once. What differs between the stages comes from the
 stage's `misc.runs.StageInfo` (image sizes, the stage it starts from, its grids) and its `restore`
 function (how its GAN is built and restored, `stageI/trainer.py`, `stageII/trainer.py`). The graph
 of a step is `misc/gan.py`, the per-iteration and per-epoch work `misc/callbacks.py`, the snapshots
@@ -59,7 +59,7 @@ def distribution_and_feeder(cfg: Config, train_data: SplitData, image_size: int,
 
 def learning_rate_schedule(cfg: Config, stage: StageInfo) -> cb.LearningRateSchedule:
     """The stage's learning-rate callback: halvings every `LR_DECAY_EPOCH` epochs, for a stage that
-    starts from a previous one only above `TRAIN.PRETRAINED_EPOCH` (the original Stage-II) [7.3]."""
+    starts from a previous one only above `TRAIN.PRETRAINED_EPOCH` (the original `stageII/trainer.py`)."""
     return cb.LearningRateSchedule(cfg.TRAIN.DISCRIMINATOR_LR, cfg.TRAIN.GENERATOR_LR, cfg.TRAIN.LR_DECAY_EPOCH,
                                    pretrained_epoch=cfg.TRAIN.PRETRAINED_EPOCH if stage.previous else 0)
 

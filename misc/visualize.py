@@ -1,6 +1,6 @@
 """The sample grids written at the end of every epoch.
 
-Port of the original `CondGANTrainer.epoch_sum_images` and `visualization` [8.2]: n rows (n =
+Port of the original `CondGANTrainer.epoch_sum_images` and `visualization` (original `stageI/trainer.py`): n rows (n =
 `TRAIN.NUM_COPY`), each showing a real image followed by n images generated from that row's text,
 with the generator in inference mode (BN moving averages) and CA sampling on. Stage-I uses z = 0
 ("expect similar backgrounds"); Stage-II uses random z and shows both of its outputs, the Stage-I

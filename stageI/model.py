@@ -1,4 +1,4 @@
-"""Stage-I networks of StackGAN [4.2], [4.3]: port of the original `stageI/model.py` (`CondGAN`).
+"""Stage-I networks of StackGAN: port of the original `stageI/model.py` (`CondGAN`).
 
 Both networks are subclassed Keras 3 models built from the shared blocks in `misc/blocks.py`.
 Default widths are the birds/flowers ones (gf_dim 128, df_dim 64, ef_dim 128, z_dim 100); the
@@ -42,7 +42,7 @@ def unpack_generator_inputs(inputs) -> tuple:
 
 @keras.saving.register_keras_serializable(package="stackgan")
 class StageIGenerator(keras.Model):
-    """Stage-I generator [4.2]: port of `CondGAN.generator` (scope `g_net`) with its own CA
+    """Stage-I generator (original `stageI/model.py`): port of `CondGAN.generator` (scope `g_net`) with its own CA
     (`CondGAN.generate_condition`, via `CondGANTrainer.sample_encoded_context`).
 
     concat(c, z) -> FC -> 4*4*gf_dim*8, BN (no activation) -> reshape 4x4
@@ -122,7 +122,7 @@ class StageIGenerator(keras.Model):
         if z.shape[-1] is not None and z.shape[-1] != self.z_dim:
             raise ValueError(f"z has {z.shape[-1]} features, but this generator has z_dim={self.z_dim}")
         c_code, mu, log_sigma = self.ca(embedding, epsilon=epsilon, training=training)
-        # The original concatenates c first, then z [4.2].
+        # The original concatenates c first, then z (original `stageI/model.py`).
         x = tf.concat([c_code, tf.cast(z, c_code.dtype)], axis=-1)
         x = self.fc_bn(self.fc(x), training=training)
         x = tf.reshape(x, [-1, CODE_SIZE, CODE_SIZE, self.gf_dim * 8])
@@ -144,14 +144,14 @@ class StageIGenerator(keras.Model):
 
 @keras.saving.register_keras_serializable(package="stackgan")
 class StageIDiscriminator(keras.Model):
-    """Stage-I discriminator [4.3]: port of `CondGAN.get_discriminator` with the templates
+    """Stage-I discriminator (original `stageI/model.py`): port of `CondGAN.get_discriminator` with the templates
     `d_encode_image`, `context_embedding` and `discriminator` (scope `d_net`).
 
     Image encoder: conv 4x4/2 -> df_dim, leaky ReLU (no BN); -> df_dim*2, BN, leaky ReLU;
     -> df_dim*4, BN (no activation); -> df_dim*8, BN (no activation); bottleneck residual
     (df_dim*8, bottleneck df_dim*2, leaky ReLU after the add). With `paper_activations`, the third
     and fourth convolutions are followed by a leaky ReLU too, as the paper describes every
-    down-sampling block [9.3]; the original code has none there. Same weights either way.
+    down-sampling block (the paper); the original code has none there. Same weights either way.
     Text: `TextContext`. Head: `LogitHead`. The trainer calls it once per batch (real, wrong, fake),
     in training mode, so BN uses each call's own batch statistics, as the original did.
 

@@ -1,7 +1,7 @@
 """Stage-I: how its networks and GAN are built and restored, for training, sampling and export.
 
 Port of the Stage-I parts of the original `stageI/trainer.py` `CondGANTrainer` (`init_opt`,
-`prepare_trainer`, the restore in `train`) [7.1, 7.2]; the training loop both stages share is
+`prepare_trainer`, the restore in `train`) (original `stageI/trainer.py`); the training loop both stages share is
 `misc/training.py`, the graph of a step `misc/gan.py`.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def build_networks(cfg: Config, sync_bn: bool = False) -> tuple[StageIGenerator,
 def count_parameters(cfg: Config) -> dict[str, int]:
     """Trainable parameter counts of the Stage-I networks: CA, generator without CA, discriminator.
 
-    Birds defaults: 262,400 / 14,001,792 / 4,029,824, the original's numbers [4.1-4.3].
+    Birds defaults: 262,400 / 14,001,792 / 4,029,824, the original's numbers (original `stageI/model.py`).
     """
     return training.count_parameters(*build_networks(cfg))
 
@@ -67,7 +67,7 @@ def build_gan(cfg: Config, sync_bn: bool = False) -> CondGAN:
 
 def restore(cfg: Config, start: Start, sync_bn: bool = False) -> CondGAN:
     """The Stage-I GAN of a run, with the whole state of `start.snapshot` if there is one (port of
-    the original's `saver.restore` of `TRAIN.PRETRAINED_MODEL`) [7.2]. Call inside `strategy.scope()`."""
+    the original's `saver.restore` of `TRAIN.PRETRAINED_MODEL`). Call inside `strategy.scope()`."""
     gan = build_gan(cfg, sync_bn=sync_bn)
     if start.snapshot is not None:
         load_checkpoint(gan, start.snapshot, stage=STAGE.name, dataset=cfg.DATASET_NAME)

@@ -1,4 +1,4 @@
-"""Stage-II networks of StackGAN [4.4], [4.5] and their training graph.
+"""Stage-II networks of StackGAN (original `stageII/model.py`) and their training graph.
 
 `StageIIGenerator` and `StageIIDiscriminator` port the `hr_*` parts of the original
 `stageII/model.py` (`CondGAN`); `StageIIGAN` ports the Stage-II graph of the original
@@ -18,7 +18,7 @@ from stageI.model import StageIDiscriminator, unpack_generator_inputs
 
 @keras.saving.register_keras_serializable(package="stackgan")
 class StageIIGenerator(keras.Model):
-    """Stage-II generator [4.4]: port of `CondGAN.hr_get_generator` with `hr_g_encode_image`,
+    """Stage-II generator (original `stageII/model.py`): port of `CondGAN.hr_get_generator` with `hr_g_encode_image`,
     `hr_g_joint_img_text`, `residual_block` and `hr_generator` (scope `hr_g_net`), plus its own CA.
 
     Encoder: conv 3x3 -> gf_dim, ReLU (no BN); conv 4x4/2 -> gf_dim*2, BN, ReLU; conv 4x4/2 ->
@@ -134,7 +134,7 @@ class StageIIGenerator(keras.Model):
 
 @keras.saving.register_keras_serializable(package="stackgan")
 class StageIIDiscriminator(StageIDiscriminator):
-    """Stage-II discriminator [4.5]: port of `CondGAN.hr_get_discriminator` with
+    """Stage-II discriminator (original `stageII/model.py`): port of `CondGAN.hr_get_discriminator` with
     `hr_d_encode_image`, `context_embedding` and `discriminator` (scope `hr_d_net`).
 
     Only the image encoder differs from Stage-I (the text context and logit head are the same
@@ -169,12 +169,12 @@ class StageIIGAN(CondGAN):
 
     `generate` runs the Stage-I generator (z and its own CA noise) and feeds its 64 px images and
     the same text embedding to the Stage-II generator (its own CA noise); the KL term is the
-    Stage-II CA's [5]. The D step and G step are `CondGAN`'s with the Stage-II D and G [6].
+    Stage-II CA's. The D step and G step are `CondGAN`'s with the Stage-II D and G.
 
     The Stage-I generator is frozen by leaving it out of `g_variables` (the original left it out
     of the optimiser's var list). It is *not* marked `trainable=False`: a Keras BN layer with
     `trainable=False` runs in inference mode, whereas the original ran the Stage-I generator
-    inside Stage-II training with batch statistics (and kept updating its moving averages) [7.3].
+    inside Stage-II training with batch statistics (and kept updating its moving averages).
     Its output goes through `tf.stop_gradient`: the original let the Stage-II G loss back-propagate
     into the Stage-I generator but never applied those gradients, so the updates are identical and
     the stop saves the computation.

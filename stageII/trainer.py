@@ -1,9 +1,9 @@
 """Stage-II: how its networks and GAN are built and restored, for training, sampling and export.
 
 Port of the Stage-II parts of the original `stageII/trainer.py` `CondGANTrainer` (default path,
-`FINETUNE_LR=False`) [7.3]: the frozen Stage-I generator only feeds its 64 px images to the
+`FINETUNE_LR=False`) (original `stageII/trainer.py`): the frozen Stage-I generator only feeds its 64 px images to the
 Stage-II generator; the Stage-II generator (with its own CA) and discriminator are trained, on
-256 px crops of the 304 px images, with the same losses as Stage-I [6], by the training loop both
+256 px crops of the 304 px images, with the same losses as Stage-I, by the training loop both
 stages share (`misc/training.py`). A new run continues the Stage-I iteration counter and epoch
 count, and the learning rates are only halved after `TRAIN.PRETRAINED_EPOCH`.
 
@@ -58,7 +58,7 @@ def build_networks(cfg: Config, sync_bn: bool = False) -> tuple[StageIIGenerator
 def count_parameters(cfg: Config) -> dict[str, int]:
     """Trainable parameter counts of the Stage-II networks: CA, generator without CA, discriminator.
 
-    Birds defaults: 262,400 / 26,027,680 / 48,603,520, the original's numbers [4.4, 4.5].
+    Birds defaults: 262,400 / 26,027,680 / 48,603,520, the original's numbers (original `stageII/model.py`).
     """
     return training.count_parameters(*build_networks(cfg))
 
@@ -82,7 +82,7 @@ def build_gan(cfg: Config, stage1_generator, sync_bn: bool = False) -> StageIIGA
 def load_stage1_generator(cfg: Config, path: str | os.PathLike, sync_bn: bool = False):
     """Build the Stage-I GAN at the config's widths and restore a Stage-I snapshot into it.
 
-    Port of the original's restore of the `g_` variables from `TRAIN.PRETRAINED_MODEL` [7.3]
+    Port of the original's restore of the `g_` variables from `TRAIN.PRETRAINED_MODEL` (original `stageII/trainer.py`)
     (here with the BN moving statistics, see the module docstring). Call inside `strategy.scope()`.
 
     Returns:
@@ -100,7 +100,7 @@ def restore(cfg: Config, start: Start, sync_bn: bool = False) -> StageIIGAN:
     """The Stage-II GAN of a run (call inside `strategy.scope()`).
 
     From a Stage-II snapshot, its whole state, the Stage-I generator included. From a Stage-I
-    snapshot, that generator, with the iteration counter continued from it [7.3].
+    snapshot, that generator, with the iteration counter continued from it (original `stageII/trainer.py`).
     """
     if start.stage == STAGE.name:
         stage1_generator, _ = stage1_trainer.build_networks(cfg, sync_bn=sync_bn)

@@ -1,4 +1,4 @@
-"""Tests for misc/blocks.py: the shared StackGAN blocks [4.1]-[4.5], at tiny widths."""
+"""Tests for misc/blocks.py: the shared blocks of the original `stageI/model.py` and `stageII/model.py`."""
 import keras
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ def _bn_test_phase(layer, x):
     return layer.gamma.numpy() * x / np.sqrt(1.0 + BN_EPSILON) + layer.beta.numpy()
 
 
-# --- Conditioning augmentation [4.1] ---------------------------------------------------------
+# --- Conditioning augmentation (original `stageI/model.py`) ---------------------------------------------------------
 
 
 def test_ca_parameter_count_at_birds_width():

@@ -77,7 +77,7 @@ def test_resume_restores_everything_and_training_continues(trained):
 
 
 def test_iteration_offset_survives_a_round_trip(tmp_path, trained):
-    # Stage-II continues the Stage-I counter (e.g. 82000) with fresh optimisers [7.3].
+    # Stage-II continues the Stage-I counter (e.g. 82000) with fresh optimisers (original `stageII/trainer.py`).
     gan, _, _ = trained
     steps = int(gan.g_optimizer.iterations.numpy())
     path = checkpoint.save_checkpoint(gan, tmp_path, epoch=3, stage="stageII", dataset="birds", iteration=82000 + steps)

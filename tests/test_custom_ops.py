@@ -1,4 +1,4 @@
-"""Tests for misc/custom_ops.py: the original's constants and layer settings [4], [12.1]."""
+"""Tests for misc/custom_ops.py: the constants and layer settings of the original `misc/custom_ops.py`."""
 import math
 
 import keras
@@ -40,7 +40,7 @@ def test_conv2d_has_no_bias_and_truncated_normal_weights():
 
 
 def test_conv2d_same_padding_pads_one_each_side_for_4x4_stride_2():
-    # TF SAME on an even size with a 4x4/2 kernel pads 1 on each side (= PyTorch padding=1) [4].
+    # TF SAME on an even size with a 4x4/2 kernel pads 1 on each side (= PyTorch padding=1).
     conv = custom_ops.conv2d(3, 4, strides=2)
     x = tf.random.stateless_normal((2, 8, 8, 2), seed=(1, 2))
     y = conv(x)

@@ -49,7 +49,7 @@ def test_train_step_returns_the_original_loss_names(gan):
     assert [m.name for m in gan.metrics] == list(LOSS_NAMES)
     last = gan.last_step_losses()
     assert set(last) == set(LOSS_NAMES)
-    # d_loss = real + (wrong + fake) / 2 [6]; g_loss includes COEFF.KL * KL and KL >= 0 [5].
+    # d_loss = real + (wrong + fake) / 2; g_loss includes COEFF.KL * KL and KL >= 0 (original `stageI/trainer.py`).
     assert last["d_loss"] == pytest.approx(last["d_loss_real"] + 0.5 * (last["d_loss_wrong"] + last["d_loss_fake"]),
                                            rel=1e-5)
     assert last["kl_loss"] >= 0

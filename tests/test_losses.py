@@ -1,4 +1,4 @@
-"""Tests for misc/losses.py against hand-computed values [5], [6].
+"""Tests for misc/losses.py against hand-computed values (original `stageI/trainer.py`).
 
 Numbers used below:
   BCE(logit 0, any target)  = log 2                  = 0.6931472

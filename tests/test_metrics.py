@@ -14,7 +14,8 @@ from misc.evaluation.metrics import (
 
 
 def _loop_inception_score(probs, splits):
-    """Straightforward reference: Python loops and `math`, boundaries i * N // splits as [9.1]."""
+    """Straightforward reference: Python loops and `math`, boundaries i * N // splits as in
+    StackGAN-inception-model."""
     n, c = len(probs), len(probs[0])
     scores = []
     for i in range(splits):

@@ -1,4 +1,4 @@
-"""Tests of misc/schedule.py: the learning-rate halving rule of both stages [7.2, 7.3]."""
+"""Tests of misc/schedule.py: the learning-rate halving of the original `stageI/` and `stageII/trainer.py`."""
 import pytest
 
 from misc.schedule import learning_rate
@@ -17,7 +17,7 @@ def test_stage_i_halves_every_100_epochs(epoch, expected):
     (0, BASE), (49, BASE), (50, BASE / 2), (100, BASE / 4), (550, BASE / 2048), (599, BASE / 2048),
 ])
 def test_original_stage_i_files_halved_every_50_epochs(epoch, expected):
-    # The original birds/flowers Stage-I configs: 11 halvings by epoch 550, final 2e-4 / 2048 [7.2].
+    # The original birds/flowers Stage-I configs: 11 halvings by epoch 550, final 2e-4 / 2048.
     assert learning_rate(epoch, BASE, 50) == pytest.approx(expected, rel=1e-12)
 
 
@@ -25,7 +25,7 @@ def test_original_stage_i_files_halved_every_50_epochs(epoch, expected):
     (594, BASE), (600, BASE), (699, BASE), (700, BASE / 2), (800, BASE / 4), (1199, BASE / 32),
 ])
 def test_stage_ii_halves_only_above_pretrained_epoch(epoch, expected):
-    # Stage-II continues Stage-I's epoch counter (birds starts at 594) and halves at 700..1100 [7.3].
+    # Stage-II continues Stage-I's epoch counter (birds starts at 594) and halves at 700..1100.
     assert learning_rate(epoch, BASE, 100, pretrained_epoch=600) == pytest.approx(expected, rel=1e-12)
 
 

@@ -45,7 +45,7 @@ def _check_captions(attrs: dict, captions: list[str]) -> None:
     for caption in captions:
         assert 0 < len(caption) <= shapes.MAX_CAPTION_CHARS, caption
         assert caption[0].isupper() and caption.endswith("."), caption
-        # Only characters of the char-CNN-RNN alphabet (after lower-casing) [10.1].
+        # Only characters of the char-CNN-RNN alphabet (after lower-casing) (reedscot/cvpr2016 `util.lua`).
         assert re.fullmatch(r"[A-Za-z ,.'-]+", caption), caption
         named = shapes.caption_attributes(caption)  # raises if two values of one attribute are named
         assert named.get("shape") == attrs["shape"], caption

@@ -1,4 +1,4 @@
-"""Tests for stageII/model.py: Stage-II generator and discriminator [4.4], [4.5]."""
+"""Tests for stageII/model.py: Stage-II generator and discriminator (original `stageII/model.py`)."""
 import keras
 import numpy as np
 import pytest
@@ -33,7 +33,8 @@ def _conv_bn(k, c_in, c_out, bn=True):
 
 
 def _generator_params(gf, ef, r_num):
-    """Trainable parameters of the Stage-II generator without its CA, by the table of [4.4]."""
+    """Trainable parameters of the Stage-II generator without its CA, by the layers of the original
+    `stageII/model.py`."""
     encoder = _conv_bn(3, 3, gf, bn=False) + _conv_bn(4, gf, 2 * gf) + _conv_bn(4, 2 * gf, 4 * gf)
     joint = _conv_bn(3, 4 * gf + ef, 4 * gf)
     residual = r_num * 2 * _conv_bn(3, 4 * gf, 4 * gf)
@@ -43,7 +44,7 @@ def _generator_params(gf, ef, r_num):
 
 
 def _discriminator_params(df, ef, text_dim):
-    """Trainable parameters of the Stage-II discriminator, by the table of [4.5]."""
+    """Trainable parameters of the Stage-II discriminator, by the layer table of the original `stageII/model.py`."""
     widths = [3] + [df * 2**i for i in range(6)]
     down = _conv_bn(4, 3, df, bn=False) + sum(_conv_bn(4, a, b) for a, b in zip(widths[1:], widths[2:]))
     squeeze = _conv_bn(1, 32 * df, 16 * df) + _conv_bn(1, 16 * df, 8 * df)

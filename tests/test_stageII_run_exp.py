@@ -22,7 +22,7 @@ def test_dry_run_prints_the_original_parameter_counts_and_writes_nothing(tmp_pat
     result = run(["--cfg", str(CFG), "--dry-run", *sets(f"OUTPUT_DIR={tmp_path / 'out'}"),
                   "--data_dir", str(tmp_path / "no_data")], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    # Birds Stage-II: CA 262,400, hr G 26,027,680, hr D 48,603,520 trainable parameters [4.4, 4.5].
+    # Birds Stage-II: CA 262,400, hr G 26,027,680, hr D 48,603,520 trainable parameters (original `stageII/model.py`).
     assert result.stdout.splitlines() == ["ca: 262400", "generator: 26027680", "discriminator: 48603520"]
     assert list(tmp_path.iterdir()) == []
 

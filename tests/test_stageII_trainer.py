@@ -81,7 +81,7 @@ def test_only_stage2_weights_move_and_stage1_uses_batch_statistics(gan, tmp_path
     assert all(np.isfinite(float(v)) for v in logs.values())
     for before, after in zip(stage1_trainable, values(stage1.trainable_variables)):
         assert np.array_equal(before, after)  # bit-identical: the Stage-I generator is frozen
-    # Its BN ran in training mode (batch statistics), so its moving averages moved [7.3].
+    # Its BN ran in training mode (batch statistics), so its moving averages moved (original `stageII/trainer.py`).
     assert any(not np.array_equal(a, b) for a, b in zip(moving_before, values(moving)))
     assert all(not np.array_equal(a, b) for a, b in zip(g_before, values(gan.generator.trainable_variables))
                if a.size > 1)
@@ -172,7 +172,7 @@ def test_learning_rate_halves_only_above_the_pretrained_epoch(tmp_path):
     from misc.training import learning_rate_schedule
     from stageII import STAGE
 
-    cfg = load_config(CFG)  # PRETRAINED_EPOCH 600, LR_DECAY_EPOCH 100 [7.3]
+    cfg = load_config(CFG)  # PRETRAINED_EPOCH 600, LR_DECAY_EPOCH 100 (original `stageII/trainer.py`)
     schedule = learning_rate_schedule(cfg, STAGE)
     model = SimpleNamespace(d_optimizer=adam(1.0), g_optimizer=adam(1.0))
     schedule.set_model(model)

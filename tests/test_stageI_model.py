@@ -1,4 +1,4 @@
-"""Tests for stageI/model.py: Stage-I generator and discriminator [4.2], [4.3]."""
+"""Tests for stageI/model.py: Stage-I generator and discriminator (original `stageI/model.py`)."""
 import keras
 import numpy as np
 import pytest

@@ -20,7 +20,7 @@ def test_dry_run_prints_the_original_parameter_counts_and_writes_nothing(tmp_pat
     result = run(["--cfg", str(CFG), "--dry-run", *sets(f"OUTPUT_DIR={tmp_path / 'out'}"),
                   "--data_dir", str(tmp_path / "no_data")], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    # Birds Stage-I: CA 262,400, G 14,001,792, D 4,029,824 trainable parameters [4.1-4.3].
+    # Birds Stage-I: CA 262,400, G 14,001,792, D 4,029,824 trainable parameters (original `stageI/model.py`).
     assert result.stdout.splitlines() == ["ca: 262400", "generator: 14001792", "discriminator: 4029824"]
     assert list(tmp_path.iterdir()) == []
 

@@ -60,7 +60,7 @@ def test_epoch_grids_files_and_summaries(gan, tmp_path):
     for path in written.values():
         with Image.open(path) as image:
             assert image.format == "JPEG"
-            assert image.size == ((n + 1) * 64, n * 64)  # width, height: Stage-I grid 320 x 256 px [8.2]
+            assert image.size == ((n + 1) * 64, n * 64)  # width, height: Stage-I grid 320 x 256 px
     assert (tmp_path / "test.txt").read_text().splitlines() == [f"{i}: caption {i}" for i in range(n)]
     assert not (tmp_path / "train.txt").exists()
     tags = set()

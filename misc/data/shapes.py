@@ -3,7 +3,7 @@
 A small synthetic stand-in for CUB birds that trains in minutes and can be scored automatically: every
 image shows one foreground shape on a background of mild noise around a base colour, and its ten
 captions describe it in words, each mentioning a different subset of its attributes. The files follow
-the release layout of `Data/birds` (reference section [3.1]) so the ordinary loader
+the release layout of `Data/birds` (the original README) so the ordinary loader
 (`misc.datasets.load_split`) and trainers read them unchanged; only the embeddings file is missing,
 which `misc.text.encoder` writes from the captions.
 
@@ -106,7 +106,7 @@ POSITION_WORDS: dict[str, tuple[str, ...]] = {
 }
 BACKGROUND_WORDS: tuple[str, ...] = ("background", "backdrop")
 
-MAX_CAPTION_CHARS = 200  # the char-CNN-RNN reads 201 characters  [10.1]
+MAX_CAPTION_CHARS = 200  # the char-CNN-RNN reads 201 characters (reedscot/cvpr2016 `util.lua`)
 DEFAULT_PER_CLASS = 40  # 48 x 40 = 1920 images: about 45 s of CPU, 0.9 GB on disk (measured)
 JPEG_QUALITY = 95
 SUPERSAMPLE = 4  # shapes are drawn at 4x and box-filtered down, for anti-aliased edges
@@ -259,7 +259,7 @@ def render_image(attrs: dict[str, Any], size: int = LOAD_SIZE, *, rng: np.random
 
 
 def downsample(image: np.ndarray, size: int = LR_SIZE) -> np.ndarray:
-    """Bicubic resize of a uint8 image, as the original preprocessing makes 76 from 304 [3.2]."""
+    """Bicubic resize of a uint8 image, as the original `misc/preprocess_birds.py` makes 76 from 304."""
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
 
 

@@ -16,7 +16,7 @@ caption index is the line of `text_c10/<filename>.txt` the image was generated f
   split drawn at random (seeded); cosine similarity of our text encoder's caption embedding and our
   jointly trained image encoder's image embedding. Ceiling: the same on the real source images.
 * **Inception Score and FID**, only with `--inception-weights` (a local Keras file; nothing is
-  downloaded): IS over 10 splits as the original scorer [9.1] (seeded shuffle, then floor(N / 64)
+  downloaded): IS over 10 splits as the original scorer, StackGAN-inception-model (seeded shuffle, then floor(N / 64)
   full batches of 64), FID between the pool features of the real split images and the generated
   ones, both from `misc.evaluation.inception`.
 
@@ -68,7 +68,7 @@ from misc.utils import progress as progress_bar  # noqa: E402
 NAMING = "<filename>_c<caption index>_s<sample index>.png"
 _SAMPLE_NAME = re.compile(r"(?P<stem>.+)_c(?P<caption>\d+)_s(?P<sample>\d+)")
 EVAL_FILE = "eval.json"
-# [9.1]: the original scorer ran floor(N / 64) full batches of 64 and dropped the rest.
+# hanzhanggit/StackGAN-inception-model: the original scorer ran floor(N / 64) full batches of 64 and dropped the rest.
 IS_BATCH = 64
 # The GAN trains on 64x64 crops of 76x76 images (Stage-I) and 256x256 crops of 304x304 (Stage-II).
 _REAL_VIEWS = ((LR_IMSIZE, LR_SIZE), (HR_IMSIZE, LOAD_SIZE))
@@ -76,7 +76,7 @@ RESIZE = {
     "tf2015": "bilinear to 299x299 without half-pixel centres (TF1 ResizeBilinear, inside the 2015 "
               "graph), inputs (x - 128) / 128",
     "slim": "bilinear to 299x299 with half-pixel centres and antialiasing, rounded to integers "
-            "(scipy.misc.imresize as in [9.1]), inputs x / 127.5 - 1",
+            "(scipy.misc.imresize as in StackGAN-inception-model), inputs x / 127.5 - 1",
 }
 
 
@@ -378,7 +378,8 @@ def r_precision_scores(text_encoder, image_encoder, captions: Sequence[Sequence[
 
 
 def _inception_score(logits: np.ndarray, background: bool, rng: np.random.Generator) -> dict:
-    """IS as [9.1]: shuffled, floor(N / 64) * 64 images kept (all of them when N < 64), 10 splits."""
+    """IS as StackGAN-inception-model computes it: shuffled, floor(N / 64) * 64 images kept (all when
+    N < 64), 10 splits."""
     probs = softmax_known_classes(logits, background_index=0 if background else None)
     n = len(probs)
     keep = n // IS_BATCH * IS_BATCH if n >= IS_BATCH else n
@@ -396,7 +397,8 @@ def inception_scores(model, samples: Sequence[Sample], real: np.ndarray, backgro
       model: from `misc.evaluation.inception.build_inception`.
       samples: the generated images (read from their files batch by batch).
       real: uint8 (M, side, side, 3) real images at the samples' side (`real_view`).
-      background: output 0 is the unused background class of StackGAN's fine-tuned scorers [9.1].
+      background: output 0 is the unused background class of StackGAN's fine-tuned scorers
+        (StackGAN-inception-model).
       seed: seeds the shuffles before the images are cut into splits.
       progress: show progress bars.
     """

@@ -10,7 +10,7 @@ weights *and* the same resize. The field uses three sets of weights:
   takes its 2048-d `pool_3` features; it feeds 0-255 images of any size, which the graph resizes
   to 299 x 299 with TF1 bilinear resizing (no half-pixel centres) and scales by (x - 128) / 128.
   openai/improved-gan's Inception Score uses the same graph with a softmax over all 1008
-  outputs; StackGAN used it for COCO [9.1]. pytorch-fid and torch-fidelity port these weights
+  outputs; StackGAN-inception-model used it for COCO. pytorch-fid and torch-fidelity port these weights
   (pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`); torch-fidelity also reproduces the TF1
   resize, while pytorch-fid by default resizes with half-pixel centres and scales by
   x / 127.5 - 1, so its FIDs differ slightly. **These are the weights to prefer for FID.**
@@ -20,7 +20,7 @@ weights *and* the same resize. The field uses three sets of weights:
 * **Keras' ImageNet weights** (`inception_v3_weights_tf_dim_ordering_tf_kernels.h5`, 1000
   classes, the TF-slim architecture: variant `"slim"`). Different training, different features:
   scores from them are not comparable with the 2015 weights.
-* **StackGAN's fine-tuned scorers** [9.1]: the CUB and Oxford-102 Inception Scores of the paper
+* **StackGAN's fine-tuned scorers** (StackGAN-inception-model): the CUB and Oxford-102 Inception Scores of the paper
   came from a TF-slim Inception-v3 fine-tuned on each dataset's 50 / 20 *test* classes (plus a
   background output 0, dropped before the softmax: `misc.evaluation.metrics.softmax_known_classes`).
   Their checkpoints (hanzhanggit/StackGAN-inception-model) are on Google Drive behind an access
@@ -84,7 +84,7 @@ class InceptionVariant:
 VARIANTS = {
     # The 2015 graph of the standard TF FID and openai/improved-gan.
     "tf2015": InceptionVariant("max", 1008, False, False, 128.0, 128.0),
-    # TF-slim / keras.applications: Keras' ImageNet weights and StackGAN's fine-tuned scorers [9.1].
+    # TF-slim / keras.applications: Keras' ImageNet weights and StackGAN-inception-model's fine-tuned scorers.
     "slim": InceptionVariant("avg", 1000, True, True, 127.5, 127.5),
 }
 
@@ -141,7 +141,7 @@ def build_inception(
     Built on `keras.applications.InceptionV3(weights=None, input_shape=(299, 299, 3))`, so nothing
     is downloaded; `variant="tf2015"` swaps the pooling of the last block's pooling branch for a
     max pool to match the 2015 graph of the standard TF FID (module docstring). Port, for the
-    Keras stack, of the networks behind StackGAN-inception-model's `inference` [9.1] and TTUR's
+    Keras stack, of the networks behind StackGAN-inception-model's `inference` and TTUR's
     `pool_3` features.
 
     Args:
@@ -212,7 +212,7 @@ def _as_3_channels(images: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"images must be (N, H, W, 3), (N, H, W, 1) or (N, H, W), got {images.shape}")
     if images.shape[-1] == 1:
-        # Grey to RGB by repeating the channel ([9.1]: the original's `np.resize` meant to).
+        # Grey to RGB by repeating the channel (StackGAN-inception-model's `np.resize` meant to).
         images = np.repeat(images, 3, axis=-1)
     return images
 
@@ -250,7 +250,7 @@ def _preprocess_tensor(images: np.ndarray, variant: str) -> tf.Tensor:
 def preprocess(images: np.ndarray, variant: str = DEFAULT_VARIANT) -> np.ndarray:
     """Resize images bilinearly to 299 x 299 and scale them to the network's input range.
 
-    Port of `preprocess` of StackGAN-inception-model [9.1] (variant "slim": PIL bilinear resize
+    Port of `preprocess` of StackGAN-inception-model (variant "slim": PIL bilinear resize
     as `scipy.misc.imresize`, rounded to integers as its uint8 result, then x / 127.5 - 1) and of
     the input stage of the 2015 graph of the standard TF FID (variant "tf2015": TF1 bilinear
     resize without half-pixel centres, no rounding, then (x - 128) / 128). PIL's fixed-point
@@ -278,7 +278,8 @@ def extract(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool features and logits of `images`, batch by batch.
 
-    Port of the batching loop of `get_inception_score` [9.1], except that every image is used:
+    Port of the batching loop of StackGAN-inception-model's `get_inception_score`, except that every
+    image is used:
     the original shuffled and dropped the last N mod 64 images, which is the caller's choice here
     (see `misc.evaluation.metrics.inception_score`). Images are preprocessed one batch at a time, so N is
     limited only by the memory of `images` itself.

@@ -1,7 +1,7 @@
 """The shapes judge: a small CNN that reads the attributes of a shapes image, to score generated images.
 
 Not a port. The original scored its samples with an Inception-v3 fine-tuned on the test classes
-[9.1]; the `shapes` dataset instead knows every image's attributes exactly
+hanzhanggit/StackGAN-inception-model; the `shapes` dataset instead knows every image's attributes exactly
 (`<split>/attributes.json`, see `misc.data.shapes`), so a classifier trained on the real training images
 can tell whether a generated image shows what its caption asks for. `misc.evaluation.evaluate` uses it.
 
@@ -397,7 +397,7 @@ def train_judge(data_dir: str | os.PathLike, out: str | os.PathLike, epochs: int
                 bar.update(1)
                 if step % steps_per_epoch == 0 or step == total:
                     history.append({"step": step, "loss": float(np.mean(running))})
-                    bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+                    bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", refresh=False)
                     running = []
                 if step == total:
                     break

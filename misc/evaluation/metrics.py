@@ -4,7 +4,7 @@ Nothing here touches a network: the functions take the numbers a classifier or e
 (softmax predictions, pool features, embeddings), so each can be checked against an independent
 computation on known inputs. `misc/evaluation/inception.py` produces the Inception-v3 outputs they consume.
 
-* `inception_score` follows the StackGAN scorer [9.1] (hanzhanggit/StackGAN-inception-model).
+* `inception_score` follows the StackGAN scorer (hanzhanggit/StackGAN-inception-model).
 * `frechet_distance` / `feature_statistics` follow the standard TF FID (bioinf-jku/TTUR `fid.py`),
   with the matrix square root done without SciPy (see `frechet_distance`).
 * `r_precision` is the R = 1 retrieval score of AttnGAN (Xu et al., CVPR 2018).
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# [9.1]: "split predictions into 10 equal parts".
+# hanzhanggit/StackGAN-inception-model: "split predictions into 10 equal parts".
 IS_SPLITS = 10
 # AttnGAN's R-precision ranks the true match among 100 candidates (1 true + 99 mismatched).
 R_PRECISION_CANDIDATES = 100
@@ -31,7 +31,7 @@ def softmax_known_classes(logits: np.ndarray, background_index: int | None = 0) 
     """Softmax over the classifier's real classes, without its background logit.
 
     Port of the `known_logits = tf.slice(logits, [0, 1], ...)` + `tf.nn.softmax` step of
-    StackGAN-inception-model's `main` [9.1]: TF-slim classifiers reserve output 0 for an unused
+    StackGAN-inception-model's `main`: TF-slim classifiers reserve output 0 for an unused
     background class, which the scorer drops before the softmax. The 2015 Inception graph of the
     standard TF FID and openai/improved-gan (1008 outputs) and Keras' ImageNet weights (1000) are
     scored with a softmax over all their outputs: pass `background_index=None` for those.
@@ -58,7 +58,7 @@ def softmax_known_classes(logits: np.ndarray, background_index: int | None = 0) 
 def inception_score(probs: np.ndarray, splits: int = IS_SPLITS) -> tuple[float, float]:
     """Inception Score mean and standard deviation over `splits` parts.
 
-    Port of `get_inception_score` of hanzhanggit/StackGAN-inception-model [9.1]: the (N, C)
+    Port of `get_inception_score` of hanzhanggit/StackGAN-inception-model: the (N, C)
     predictions are cut into `splits` consecutive parts with boundaries `i * N // splits`, as the
     original does. Nothing is dropped here: when N is a multiple of `splits` the parts are equal,
     otherwise their sizes differ by at most one. Per part,

@@ -1,6 +1,6 @@
 """Text to image: draw any sentences with a trained StackGAN, or walk from one sentence to another.
 
-Port of the original demo (`demo/birds_demo.sh`: `get_embedding.lua`, then `demo/demo.py`) [8.4]
+Port of the original demo (`demo/birds_demo.sh`: `get_embedding.lua`, then `demo/demo.py`) 
 in one command: our char-CNN-RNN (`models/<dataset>/text_encoder`) embeds the sentences, the
 generators of the newest snapshot of the dataset (Stage-II if trained, else Stage-I) draw k samples
 of each in test phase (BN moving averages, z ~ N(0, 1), CA noise ~ truncated N(0, 1)), and each
@@ -40,7 +40,7 @@ from misc.text.encoder import embed_sentences  # noqa: E402
 from misc.visualize import to_uint8  # noqa: E402
 
 DEFAULT_OUT = "results/demo"
-# The original demo's TEST.NUM_COPY [8.4].
+# The original demo's TEST.NUM_COPY (original `demo/demo.py`).
 DEFAULT_SAMPLES = 8
 DEFAULT_STEPS = 8
 BATCH_SIZE = 64
@@ -128,7 +128,8 @@ def _generate(models, embeddings: np.ndarray, noise) -> tuple[np.ndarray, np.nda
 
 
 def draw_sentences(models, encoder, sentences: Sequence[str], out: Path, num_samples: int, seed: int) -> list[Path]:
-    """Write `sentence<k>.jpg` per sentence and `captions.txt` (port of the original demo's loop [8.4]).
+    """Write `sentence<k>.jpg` per sentence and `captions.txt` (port of the loop of the original
+    `demo/demo.py`).
 
     Returns:
       The sheets written.

@@ -1,7 +1,7 @@
 """Export a trained StackGAN as one TensorFlow SavedModel that draws images from raw sentences.
 
 New in the port: the serving counterpart of the original demo (`demo/get_embedding.lua` in Lua
-Torch, then `demo/demo.py` in TF 0.12) [8.4]. The SavedModel holds our char-CNN-RNN text encoder
+Torch, then `demo/demo.py` in TF 0.12) . The SavedModel holds our char-CNN-RNN text encoder
 (`models/<dataset>/text_encoder`, with the text -> one-hot step `encode_text_tf` in the graph) and
 the generators of one snapshot, restored by `misc.generate.inference.load_generators` (Stage-I and Stage-II
 from a Stage-II snapshot, Stage-I alone from a Stage-I one). Serving it needs TensorFlow alone: no
@@ -26,7 +26,8 @@ an image:
 "images" are `stage1_images` float32 [B, 64, 64, 3] and, when Stage-II was exported,
 `stage2_images` float32 [B, 256, 256, 3]: RGB in [0, 1], (tanh output + 1) / 2, the mapping of the
 training sample grids. epsilon2 exists only with Stage-II. The generators run in test phase (BN
-moving averages) with CA sampling on, as the original's sampler and demo [8.3, 8.4]. The
+moving averages) with CA sampling on, as the original's sampler and demo (original `stageI/trainer.py`,
+`demo/demo.py`). The
 `from_embeddings*` signatures take any 1024-d char-CNN-RNN embeddings, e.g. the CUB / Oxford-102
 ones of the original release.
 

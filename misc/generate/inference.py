@@ -3,7 +3,7 @@
 API-STABLE
 
 Port of the restore step of the original's evaluation mode and demo (`CondGANTrainer.evaluate`,
-`demo/demo.py`) [8.3, 8.4]: build the networks at the widths the checkpoint was trained with,
+`demo/demo.py`; original `stageI/trainer.py`): build the networks at the widths the checkpoint was trained with,
 restore a snapshot, and run the generators in test phase (BN moving averages) with CA sampling on.
 
 * `load_generators(path)` restores a Stage-I or a Stage-II snapshot (`misc/checkpoint.py` format);
@@ -43,7 +43,7 @@ MODELS_DIR = "models"
 TEXT_ENCODER_DIR = "text_encoder"
 # What to run first when nothing is trained yet, per stage.
 MAKE_TARGET = {STAGE1: STAGE_I.make_target, STAGE2: STAGE_II.make_target}
-# The CA noise is truncated at two standard deviations, as `tf.truncated_normal` [4.1].
+# The CA noise is truncated at two standard deviations, as `tf.truncated_normal` (original `stageI/model.py`).
 TRUNCATION = 2.0
 
 
@@ -124,7 +124,7 @@ class TextToImageModels:
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Noise for `n` images: z ~ N(0, 1) and each stage's CA noise ~ truncated N(0, 1).
 
-        Port of the test-phase noise of the original sampler [8.3]. Drawn in NumPy from one
+        Port of the test-phase noise of the original sampler (original `stageI/trainer.py`). Drawn in NumPy from one
         generator, in the order z, Stage-I epsilon, Stage-II epsilon, so a seed fixes the images.
 
         Args:
@@ -143,7 +143,8 @@ class TextToImageModels:
     def generate(self, embeddings, z, epsilon1, epsilon2=None):
         """Images of text embeddings with the generators in inference mode (BN moving averages).
 
-        Port of the test-phase generator graph of the original's sampler and demo [8.3, 8.4]. Plain
+        Port of the test-phase generator graph of the original's sampler and demo (original
+        `stageI/trainer.py`, `demo/demo.py`). Plain
         TensorFlow ops: callable eagerly or inside a `tf.function`.
 
         Args:
@@ -218,7 +219,8 @@ def load_generators(checkpoint: str | os.PathLike | None = None, dataset: str | 
                     output_dir: str | os.PathLike = "ckt_logs", stage: str | None = None) -> TextToImageModels:
     """Restore the generators of a snapshot for generation.
 
-    Port of the restore in the original's `evaluate` and demo [8.3, 8.4], which rebuilt the graph and
+    Port of the restore in the original's `evaluate` and demo (original `stageI/trainer.py`,
+    `demo/demo.py`), which rebuilt the graph and
     restored every variable: here the stage's `CondGAN` is built at the run's widths and the whole
     snapshot is loaded into it (`misc.checkpoint.load_checkpoint`, which checks that it fits), then
     only the generators are kept.
@@ -281,7 +283,7 @@ def encoder_dir(dataset_or_dir: str | os.PathLike = "shapes", models_dir: str | 
 def load_encoder(dataset_or_dir: str | os.PathLike = "shapes", models_dir: str | os.PathLike = MODELS_DIR):
     """The trained char-CNN-RNN text encoder (`misc.text.char_cnn_rnn.CharCnnRnn`).
 
-    Port of the encoder loading of the original demo's `get_embedding.lua` [8.4].
+    Port of the encoder loading of the original demo's `get_embedding.lua` (original `demo/demo.py`).
 
     Args:
       dataset_or_dir: a dataset name (the encoder of `<models_dir>/<dataset>/text_encoder`), or the

@@ -1,7 +1,7 @@
 """The evaluation sampler: samples of every test caption, one PNG per sample, plus captioned sheets.
 
 Port of the original's evaluation mode (`TRAIN.FLAG: False`, `CondGANTrainer.evaluate` with
-`eval_one_dataset`) [8.3]: restore a trained snapshot, go over the test split, and generate k
+`eval_one_dataset`) (original `stageI/trainer.py`): restore a trained snapshot, go over the test split, and generate k
 samples per caption with the generators in test phase (BN moving averages), z ~ N(0, 1) and the CA
 noise ~ truncated N(0, 1). `stageI/run_exp.py` and `stageII/run_exp.py` call `run_evaluation` when
 the config says `TRAIN.FLAG: false`.
@@ -59,7 +59,7 @@ FINAL_DIR = SPLIT
 STAGE1_DIR = f"{SPLIT}_stageI"
 SHEETS_DIR = "sheets"
 MANIFEST = "samples.json"
-# The original drew min(16, TRAIN.NUM_COPY) samples per caption [8.3].
+# The original drew min(16, TRAIN.NUM_COPY) samples per caption (original `stageI/trainer.py`).
 MAX_DEFAULT_SAMPLES = 16
 
 
@@ -88,7 +88,7 @@ def check_out(out: str | os.PathLike) -> Path:
 
 def sample_test_split(models: TextToImageModels, data, out: str | os.PathLike, num_samples: int,
                       num_captions: int = 1, seed: int = 0, batch_size: int = 64, progress: bool = True) -> dict:
-    """Write k samples of each test caption (port of `eval_one_dataset` [8.3]).
+    """Write k samples of each test caption (port of `eval_one_dataset`; original `stageI/trainer.py`).
 
     Args:
       models: the restored generators.
@@ -188,7 +188,7 @@ def _replace_dir(new: Path, out: Path) -> None:
 
 def run_evaluation(cfg: Config, stage: str, out: str | os.PathLike | None = None, num_samples: int | None = None,
                    num_captions: int = 1, progress: bool = True, print_fn: Callable[[str], None] = print) -> Path:
-    """The original's evaluation mode for one stage's command line (port of `evaluate` [8.3]).
+    """The original's evaluation mode for one stage's command line (port of `evaluate`; original `stageI/trainer.py`).
 
     The snapshot is `TRAIN.PRETRAINED_MODEL` if set (a run folder or a snapshot file, as in the
     original's eval configs), else the newest `<OUTPUT_DIR>/<DATASET_NAME>/<stage>_*/` one. The

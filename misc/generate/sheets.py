@@ -1,6 +1,7 @@
 """Captioned sheets: a caption, then rows of generated samples, one sheet per text.
 
-Port of the super-images of the original's evaluation mode and demo [8.3, 8.4]: a black band with
+Port of the super-images of the original's evaluation mode and demo (original `stageI/trainer.py`,
+`demo/demo.py`): a black band with
 the caption on top, then one row per stage, each row a label cell ("Stage-I", "Stage-II"), an
 optional real image, a gap and up to 8 samples; more samples continue in a further block after a
 larger gap. Cells are as large as the final stage's images (Stage-I samples are up-sampled

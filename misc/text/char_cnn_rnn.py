@@ -1,7 +1,7 @@
 """The char-CNN-RNN text encoder of Reed et al. (CVPR 2016) that made StackGAN's embeddings.
 
 Port of reedscot/icml2016 `modules/HybridCNNLong.lua` + `modules/FixedGRU.lua` with the input
-encoding of reedscot/cvpr2016 `util.lua` (reference spec [10.1], [10.2]). The birds encoder that
+encoding of reedscot/cvpr2016 `util.lua` (reedscot/cvpr2016 `modules/`). The birds encoder that
 produced `char-CNN-RNN-embeddings.pickle` is, per sequence position and channel:
 
     one-hot 201 x 70

@@ -1,7 +1,7 @@
 """Train, apply and evaluate the char-CNN-RNN text encoder: the step the original did in Lua/Torch.
 
-Port of reedscot/cvpr2016 `train_sje_hybrid.lua` (DS-SJE training, reference spec [10.3]) and of
-the embedding step that produced StackGAN's `char-CNN-RNN-embeddings.pickle` [3.1]. Commands:
+Port of reedscot/cvpr2016 `train_sje_hybrid.lua` (DS-SJE training) and of
+the embedding step that produced StackGAN's `char-CNN-RNN-embeddings.pickle`. Commands:
 
     python -m misc.text.encoder train --data_dir Data/shapes --out models/shapes/text_encoder
     python -m misc.text.encoder embed-dataset --encoder models/shapes/text_encoder --data_dir Data/shapes
@@ -119,7 +119,8 @@ class ImageEncoder(keras.Model):
 
 
 def ds_sje_loss(image_features, text_features):
-    """Port of cvpr2016 `JointEmbeddingLoss` applied in both directions (DS-SJE, [10.3]).
+    """Port of cvpr2016 `JointEmbeddingLoss` applied in both directions (DS-SJE, as
+    reedscot/cvpr2016 `train_sje_hybrid.lua`).
 
     With scores S_ij = <image_i, text_j> for a minibatch whose sample i is image i with text i:
       image -> text: sum_i sum_{j != i} max(0, 1 + S_ij - S_ii) / K^2
@@ -268,7 +269,7 @@ def embed_dataset(encoder: CharCnnRnn, data_dir: str | os.PathLike, splits: Sequ
                   batch_size: int = 256, progress: bool = True) -> dict:
     """Write `<data_dir>/<split>/char-CNN-RNN-embeddings.pickle`, (N, 10, emb_dim) float32, per split.
 
-    The file has the layout of the CUB release [3.1] (pickle protocol 2, written atomically), so
+    The file has the layout of the original CUB release (pickle protocol 2, written atomically), so
     the GAN cannot tell a dataset embedded here from the original.
 
     Args:
@@ -357,7 +358,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, steps: int = DEFA
         running.append(loss)
         if (step + 1) % 50 == 0 or step + 1 == steps:
             history.append({"step": step + 1, "loss": float(np.mean(running))})
-            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", refresh=False)
             running = []
     elapsed = time.time() - start
 

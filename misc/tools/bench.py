@@ -64,7 +64,8 @@ REPO = Path(__file__).resolve().parents[2]
 SECTIONS = ("stage1", "stage2", "inference", "pipeline")
 DEFAULT_OUT = Path("bench_results") / "results.json"
 DEFAULT_CFGS = {"stage1": "stageI/cfg/birds.yml", "stage2": "stageII/cfg/birds.yml"}
-# Stored image size and crop size of each stage [3.3]: 76 -> 64 px (Stage-I), 304 -> 256 px (Stage-II).
+# Stored image size and crop size of each stage (original `misc/datasets.py`): 76 -> 64 px (Stage-I),
+# 304 -> 256 px (Stage-II).
 IMAGE_SIZES = {"stage1": (STAGE_I.stored_size, STAGE_I.image_size), "stage2": (STAGE_II.stored_size, STAGE_II.image_size)}
 # Full runs: the original's batch (64) and a smaller one. `--quick`: tiny widths and batch, for the test.
 DEFAULTS = {"batch_sizes": [64, 16], "steps": 10, "warmup": 1, "time_limit": 60.0}
