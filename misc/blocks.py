@@ -110,6 +110,36 @@ class CondAugmentation(keras.layers.Layer):
         return config
 
 
+class ConditionalGenerator(keras.Model):
+    """What both stages' generators share: their width, batch-norm setting and their own CA.
+
+    Each stage's generator owns a `CondAugmentation` (`self.ca`) whose weights are optimised with
+    it, as the original's CA lives in the `g_net` and `hr_g_net` scopes; `stageI.model.StageIGenerator`
+    and `stageII.model.StageIIGenerator` add their networks on top.
+
+    Args:
+      gf_dim: base generator width (`GAN.GF_DIM`).
+      ef_dim: size of c (`GAN.EMBEDDING_DIM`).
+      cond_augmentation: `TRAIN.COND_AUGMENTATION`; False makes c = mu.
+      sync_bn: synchronise BN statistics across replicas (`TRAIN.SYNC_BN`).
+    """
+
+    def __init__(self, gf_dim: int = 128, ef_dim: int = 128, cond_augmentation: bool = True,
+                 sync_bn: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.gf_dim = gf_dim
+        self.ef_dim = ef_dim
+        self.cond_augmentation = cond_augmentation
+        self.sync_bn = sync_bn
+        self.ca = CondAugmentation(ef_dim, cond_augmentation, name="ca")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"gf_dim": self.gf_dim, "ef_dim": self.ef_dim, "cond_augmentation": self.cond_augmentation,
+                       "sync_bn": self.sync_bn})
+        return config
+
+
 @keras.saving.register_keras_serializable(package="stackgan")
 class ConvBlock(keras.layers.Layer):
     """conv -> optional BN -> optional activation: the original's recurring chain

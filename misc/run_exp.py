@@ -22,19 +22,20 @@ from misc.errors import ConfigError
 from misc.runs import StageInfo, prepare_run
 
 
-def build_parser(stage: StageInfo, description: str, doc: str) -> argparse.ArgumentParser:
+def build_parser(stage: StageInfo, doc: str) -> argparse.ArgumentParser:
     """The command line of the original `run_exp.py` (`--cfg`, `--gpu`) plus the port's options.
 
     Args:
       stage: the stage (names the script and the example config).
-      description: what the script trains and where its outputs go.
-      doc: the script's module docstring; its "Examples:" part becomes the epilog.
+      doc: the script's module docstring: its first two paragraphs become the description, its
+        "Examples:" part the epilog.
     """
+    head, examples = doc.split("Examples:", 1)
     parser = argparse.ArgumentParser(
         prog=f"{stage.name}/run_exp.py",
-        description=description,
+        description="\n\n".join(head.strip().split("\n\n")[:2]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:" + doc.split("Examples:", 1)[1],
+        epilog="examples:" + examples,
     )
     parser.add_argument("--cfg", required=True, metavar="YAML", help=f"config file, e.g. {stage.name}/cfg/birds.yml")
     parser.add_argument("--gpu", metavar="IDS", default=None,
@@ -74,16 +75,15 @@ def _load(module: str, verbose: bool) -> ModuleType:
     return importlib.import_module(module)
 
 
-def main(stage: StageInfo, description: str, doc: str, argv: Sequence[str] | None = None) -> int:
+def main(stage: StageInfo, doc: str, argv: Sequence[str] | None = None) -> int:
     """Run a stage's command line; returns the exit status.
 
     Args:
       stage: the stage (`stageI.STAGE`, `stageII.STAGE`).
-      description: the `--help` description.
-      doc: the stage script's docstring (its examples).
+      doc: the stage script's docstring (the `--help` description and examples).
       argv: the arguments (default `sys.argv[1:]`).
     """
-    args = build_parser(stage, description, doc).parse_args(argv)
+    args = build_parser(stage, doc).parse_args(argv)
     gpus = None if args.gpu is None else parse_gpu_list(args.gpu)
     select_gpus(gpus)
     overrides = dict(parse_override(text) for text in args.overrides)

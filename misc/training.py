@@ -21,11 +21,34 @@ from misc import callbacks as cb
 from misc.config import Config, save_config
 from misc.datasets import BatchFeeder, SplitData
 from misc.distribute import check_batch_size, get_strategy, use_sync_bn
+from misc.gan import adam
 from misc.runs import PreparedRun, StageInfo, Start, new_run_dir, prepare_run
 
 # How a stage builds its GAN for a run: `restore(cfg, start, sync_bn)` returns the compiled and
 # built `misc.gan.CondGAN`, with the state of `start.snapshot` loaded (see `stageI/trainer.py`).
 Restore = Callable[[Config, Start, bool], keras.Model]
+
+
+def compile_gan(gan, cfg: Config, prefix: str = ""):
+    """Attach a stage's two optimisers to its GAN and build it (port of `init_opt` / `prepare_trainer`).
+
+    Adam(beta1 0.5) for D and G at the config's base learning rates (the schedule callback sets the
+    epoch's rate), named `<prefix>d_optimizer` and `<prefix>g_optimizer` (Stage-II: "hr_", as the
+    original's `hr_` scopes); then every variable is created (`CondGAN.build`).
+
+    Returns:
+      `gan`, compiled and built.
+    """
+    gan.compile(d_optimizer=adam(cfg.TRAIN.DISCRIMINATOR_LR, name=f"{prefix}d_optimizer"),
+                g_optimizer=adam(cfg.TRAIN.GENERATOR_LR, name=f"{prefix}g_optimizer"))
+    gan.build((None, cfg.TEXT.DIMENSION))
+    return gan
+
+
+def gan_options(cfg: Config) -> dict:
+    """The `misc.gan.CondGAN` arguments a config sets (Z_DIM, GAN.EMBEDDING_DIM, TRAIN.COEFF.KL, ...)."""
+    return {"z_dim": cfg.Z_DIM, "ef_dim": cfg.GAN.EMBEDDING_DIM, "kl_coeff": cfg.TRAIN.COEFF.KL,
+            "b_wrong": cfg.TRAIN.B_WRONG, "cond_augmentation": cfg.TRAIN.COND_AUGMENTATION}
 
 
 def count_parameters(generator: keras.Model, discriminator: keras.Model) -> dict[str, int]:

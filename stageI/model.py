@@ -12,7 +12,7 @@ import tensorflow as tf
 from misc import custom_ops
 from misc.blocks import (
     CODE_SIZE,
-    CondAugmentation,
+    ConditionalGenerator,
     ConvBlock,
     LogitHead,
     ResidualBlock,
@@ -41,7 +41,7 @@ def unpack_generator_inputs(inputs) -> tuple:
 
 
 @keras.saving.register_keras_serializable(package="stackgan")
-class StageIGenerator(keras.Model):
+class StageIGenerator(ConditionalGenerator):
     """Stage-I generator (original `stageI/model.py`): port of `CondGAN.generator` (scope `g_net`) with its own CA
     (`CondGAN.generate_condition`, via `CondGANTrainer.sample_encoded_context`).
 
@@ -63,22 +63,10 @@ class StageIGenerator(keras.Model):
       sync_bn: synchronise BN statistics across replicas (`TRAIN.SYNC_BN`).
     """
 
-    def __init__(
-        self,
-        gf_dim: int = 128,
-        ef_dim: int = 128,
-        z_dim: int = 100,
-        cond_augmentation: bool = True,
-        sync_bn: bool = False,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.gf_dim = gf_dim
-        self.ef_dim = ef_dim
+    def __init__(self, gf_dim: int = 128, ef_dim: int = 128, z_dim: int = 100, cond_augmentation: bool = True,
+                 sync_bn: bool = False, **kwargs):
+        super().__init__(gf_dim, ef_dim, cond_augmentation, sync_bn, **kwargs)
         self.z_dim = z_dim
-        self.cond_augmentation = cond_augmentation
-        self.sync_bn = sync_bn
-        self.ca = CondAugmentation(ef_dim, cond_augmentation, name="ca")
         self.fc = custom_ops.dense(CODE_SIZE * CODE_SIZE * gf_dim * 8, name="fc")
         self.fc_bn = custom_ops.batch_norm(sync_bn, name="fc_bn")
         self.decoder = keras.Sequential(
@@ -129,17 +117,7 @@ class StageIGenerator(keras.Model):
         return self.decoder(x, training=training), mu, log_sigma
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "gf_dim": self.gf_dim,
-                "ef_dim": self.ef_dim,
-                "z_dim": self.z_dim,
-                "cond_augmentation": self.cond_augmentation,
-                "sync_bn": self.sync_bn,
-            }
-        )
-        return config
+        return {**super().get_config(), "z_dim": self.z_dim}
 
 
 @keras.saving.register_keras_serializable(package="stackgan")

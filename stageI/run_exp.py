@@ -1,4 +1,8 @@
-"""Train Stage-I StackGAN (64x64) from a YAML config.
+"""Train the Stage-I StackGAN (text -> 64x64 image) from a YAML config.
+
+Outputs go to <OUTPUT_DIR>/<DATASET_NAME>/stageI_<date_time>/: config.yml, TensorBoard event
+files, model_<iteration>.weights.h5 checkpoints, train.jpg/test.jpg sample grids. With --set
+TRAIN.FLAG=False it samples the test split instead (evaluation mode, see the last options).
 
 Port of the original `stageI/run_exp.py`: load the config, build the data and the model, train.
 
@@ -11,29 +15,15 @@ Examples:
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+import functools
 
-if importlib.util.find_spec("misc") is None:  # not pip-installed: run from the repository checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from typing import Sequence  # noqa: E402
-
-from misc import run_exp  # noqa: E402
-from misc.cli import run_cli  # noqa: E402
-from stageI import STAGE  # noqa: E402
-
-DESCRIPTION = ("Train the Stage-I StackGAN (text -> 64x64 image). Outputs go to "
-               "<OUTPUT_DIR>/<DATASET_NAME>/stageI_<date_time>/: config.yml, TensorBoard event files, "
-               "model_<iteration>.weights.h5 checkpoints, train.jpg/test.jpg sample grids. "
-               "With --set TRAIN.FLAG=False it samples the test split instead (evaluation mode, see the "
-               "last options).")
+from misc import run_exp
+from misc.cli import run_cli
+from stageI import STAGE
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line (`misc/run_exp.py`); returns the exit status."""
-    return run_exp.main(STAGE, DESCRIPTION, __doc__, argv)
+# `main(argv)` runs the command line of `misc/run_exp.py` for this stage and returns the exit status.
+main = functools.partial(run_exp.main, STAGE, __doc__)
 
 
 if __name__ == "__main__":

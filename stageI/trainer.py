@@ -14,7 +14,7 @@ import tensorflow as tf
 from misc import training
 from misc.checkpoint import load_checkpoint
 from misc.config import Config
-from misc.gan import CondGAN, adam
+from misc.gan import CondGAN
 from misc.runs import Start
 from stageI import STAGE
 from stageI.model import StageIDiscriminator, StageIGenerator
@@ -50,19 +50,9 @@ def count_parameters(cfg: Config) -> dict[str, int]:
 
 
 def build_gan(cfg: Config, sync_bn: bool = False) -> CondGAN:
-    """The compiled and built Stage-I `CondGAN` (call inside `strategy.scope()`).
-
-    Port of `CondGANTrainer.init_opt` / `prepare_trainer`: Adam(beta1 0.5) for D and G at the
-    config's base learning rates (the schedule callback sets the epoch's rate).
-    """
+    """The compiled and built Stage-I `CondGAN` (call inside `strategy.scope()`; port of `init_opt`)."""
     generator, discriminator = build_networks(cfg, sync_bn=sync_bn)
-    gan = CondGAN(generator, discriminator, z_dim=cfg.Z_DIM, ef_dim=cfg.GAN.EMBEDDING_DIM,
-                  kl_coeff=cfg.TRAIN.COEFF.KL, b_wrong=cfg.TRAIN.B_WRONG,
-                  cond_augmentation=cfg.TRAIN.COND_AUGMENTATION, name="cond_gan")
-    gan.compile(d_optimizer=adam(cfg.TRAIN.DISCRIMINATOR_LR, name="d_optimizer"),
-                g_optimizer=adam(cfg.TRAIN.GENERATOR_LR, name="g_optimizer"))
-    gan.build((None, cfg.TEXT.DIMENSION))
-    return gan
+    return training.compile_gan(CondGAN(generator, discriminator, **training.gan_options(cfg), name="cond_gan"), cfg)
 
 
 def restore(cfg: Config, start: Start, sync_bn: bool = False) -> CondGAN:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from misc.blocks import CondAugmentation, ConvBlock, ResidualBlock, UpSampleBlock, spatial_tile
+from misc.blocks import ConditionalGenerator, ConvBlock, ResidualBlock, UpSampleBlock, spatial_tile
 from misc.gan import CondGAN
 from stageI.model import StageIDiscriminator, unpack_generator_inputs
 
 
 @keras.saving.register_keras_serializable(package="stackgan")
-class StageIIGenerator(keras.Model):
+class StageIIGenerator(ConditionalGenerator):
     """Stage-II generator (original `stageII/model.py`): port of `CondGAN.hr_get_generator` with `hr_g_encode_image`,
     `hr_g_joint_img_text`, `residual_block` and `hr_generator` (scope `hr_g_net`), plus its own CA.
 
@@ -38,24 +38,12 @@ class StageIIGenerator(keras.Model):
       sync_bn: synchronise BN statistics across replicas (`TRAIN.SYNC_BN`).
     """
 
-    def __init__(
-        self,
-        gf_dim: int = 128,
-        ef_dim: int = 128,
-        r_num: int = 4,
-        cond_augmentation: bool = True,
-        sync_bn: bool = False,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
+    def __init__(self, gf_dim: int = 128, ef_dim: int = 128, r_num: int = 4, cond_augmentation: bool = True,
+                 sync_bn: bool = False, **kwargs):
         if r_num < 0:
             raise ValueError(f"r_num must be >= 0, got {r_num}")
-        self.gf_dim = gf_dim
-        self.ef_dim = ef_dim
+        super().__init__(gf_dim, ef_dim, cond_augmentation, sync_bn, **kwargs)
         self.r_num = r_num
-        self.cond_augmentation = cond_augmentation
-        self.sync_bn = sync_bn
-        self.ca = CondAugmentation(ef_dim, cond_augmentation, name="ca")
         self.image_encoder = keras.Sequential(
             [
                 ConvBlock(gf_dim, 3, batch_norm=False, activation="relu", sync_bn=sync_bn),  # 64x64
@@ -119,17 +107,7 @@ class StageIIGenerator(keras.Model):
         return self.decoder(x, training=training), mu, log_sigma
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "gf_dim": self.gf_dim,
-                "ef_dim": self.ef_dim,
-                "r_num": self.r_num,
-                "cond_augmentation": self.cond_augmentation,
-                "sync_bn": self.sync_bn,
-            }
-        )
-        return config
+        return {**super().get_config(), "r_num": self.r_num}
 
 
 @keras.saving.register_keras_serializable(package="stackgan")

@@ -26,7 +26,6 @@ from misc import training
 from misc.checkpoint import load_checkpoint
 from misc.config import Config
 from misc.datasets import LR_HR_RATIO
-from misc.gan import adam
 from misc.runs import Start
 from stageI import trainer as stage1_trainer
 from stageII import STAGE
@@ -64,19 +63,11 @@ def count_parameters(cfg: Config) -> dict[str, int]:
 
 
 def build_gan(cfg: Config, stage1_generator, sync_bn: bool = False) -> StageIIGAN:
-    """The compiled and built `StageIIGAN` around a Stage-I generator (call inside `strategy.scope()`).
-
-    Port of the Stage-II `init_opt` / `prepare_trainer`: Adam(beta1 0.5) for hr_D and hr_G at the
-    config's base learning rates (the schedule callback sets the epoch's rate).
-    """
+    """The compiled and built `StageIIGAN` around a Stage-I generator (call inside `strategy.scope()`;
+    port of the Stage-II `init_opt`, with the `hr_` optimisers)."""
     generator, discriminator = build_networks(cfg, sync_bn=sync_bn)
-    gan = StageIIGAN(stage1_generator, generator, discriminator, z_dim=cfg.Z_DIM, ef_dim=cfg.GAN.EMBEDDING_DIM,
-                     kl_coeff=cfg.TRAIN.COEFF.KL, b_wrong=cfg.TRAIN.B_WRONG,
-                     cond_augmentation=cfg.TRAIN.COND_AUGMENTATION, name="hr_cond_gan")
-    gan.compile(d_optimizer=adam(cfg.TRAIN.DISCRIMINATOR_LR, name="hr_d_optimizer"),
-                g_optimizer=adam(cfg.TRAIN.GENERATOR_LR, name="hr_g_optimizer"))
-    gan.build((None, cfg.TEXT.DIMENSION))
-    return gan
+    gan = StageIIGAN(stage1_generator, generator, discriminator, **training.gan_options(cfg), name="hr_cond_gan")
+    return training.compile_gan(gan, cfg, prefix="hr_")
 
 
 def load_stage1_generator(cfg: Config, path: str | os.PathLike, sync_bn: bool = False):
