@@ -21,8 +21,11 @@ LOGDIR      ?= ckt_logs
 # newest of DATASET under LOGDIR, Stage-II first.
 CKPT        ?=
 DEMO_OUT    ?= results/demo
-# `make sample` samples Stage-II if DATASET has a Stage-II run, else Stage-I; STAGE=stageI|stageII forces one.
-STAGE       ?= $(if $(wildcard $(LOGDIR)/$(DATASET)/stageII_*/model_*.json),stageII,stageI)
+# `make sample` samples the stage of CKPT's snapshots if given, else Stage-II if DATASET has a Stage-II run,
+# else Stage-I; STAGE=stageI|stageII forces one.
+CKPT_RECORDS = $(if $(filter %.weights.h5,$(CKPT)),$(CKPT:.weights.h5=.json),$(wildcard $(CKPT)/model_*.json))
+STAGE       ?= $(if $(CKPT),$(if $(shell grep -ls '"stage": "stageII"' $(CKPT_RECORDS)),stageII,stageI),$(if \
+                 $(wildcard $(LOGDIR)/$(DATASET)/stageII_*/model_*.json),stageII,stageI))
 # `make eval`: the sampler's folder of PNGs (default: the newest samples_*/test of DATASET under LOGDIR),
 # the shapes judge, and local Inception weights for IS / FID (skipped when empty; never downloaded).
 IMAGES      ?= $(shell ls -td $(LOGDIR)/$(DATASET)/*/samples_*/test 2>/dev/null | head -n 1)
@@ -30,7 +33,8 @@ JUDGE       ?= models/$(DATASET)/judge
 INCEPTION   ?=
 
 .PHONY: help setup test test-slow test-all data text-encoder train-stage1 train-stage2 \
-        tensorboard preprocess-birds preprocess-flowers dry-run sample demo export judge eval bench clean
+        tensorboard preprocess-birds preprocess-flowers dry-run sample demo export judge eval bench \
+        convert-original import-t7 clean
 
 help:
 	@echo "make setup              create $(VENV) and install the package with its test tools"
@@ -56,6 +60,8 @@ help:
 	@echo "make tensorboard        serve $(LOGDIR) on http://127.0.0.1:$(PORT)"
 	@echo "make bench              figures: training-step time and FLOP/s, inference and input-pipeline rates,"
 	@echo "                        peak memory, birds widths, into bench_results/results.json (ARGS='--help')"
+	@echo "make convert-original   the original release's checkpoint into run folders (CKPT=file DATASET=birds|flowers,"
+	@echo "                        OUT=folder); then make demo/sample/export CKPT=ckt_logs/<dataset>/original_<iteration>"
 
 $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
@@ -110,9 +116,17 @@ sample: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m misc.generate.demo --dataset $(DATASET) --ckt-dir $(LOGDIR) --out $(DEMO_OUT) $(if $(CKPT),--checkpoint $(CKPT)) $(ARGS)
 
-# One SavedModel (text encoder + generators of CKPT, default the newest snapshot of DATASET); see misc/generate/export.py.
+# One SavedModel (text encoder + generators of CKPT, default the newest snapshot of DATASET); see
+# misc/generate/export.py. Without a trained encoder of DATASET (and no ENCODER=), the embeddings signatures only.
 export: $(STAMP)
-	$(PY) -m misc.generate.export --dataset $(DATASET) --ckt-dir $(LOGDIR) --encoder $(ENCODER) $(if $(CKPT),--checkpoint $(CKPT)) $(ARGS)
+	$(PY) -m misc.generate.export --dataset $(DATASET) --ckt-dir $(LOGDIR) \
+		$(if $(filter command line,$(origin ENCODER)),--encoder $(ENCODER)) $(if $(CKPT),--checkpoint $(CKPT)) $(ARGS)
+
+# The original release's checkpoint (CKPT=birds_model_164000.ckpt) into ckt_logs/<DATASET>/original_<iteration>/.
+OUT         ?=
+convert-original: $(STAMP)
+	$(if $(CKPT),,$(error give the original checkpoint: make convert-original CKPT=<file> DATASET=birds|flowers))
+	$(PY) -m misc.tools.convert_original $(CKPT) --dataset $(DATASET) --ckt-dir $(LOGDIR) $(if $(OUT),--out $(OUT)) $(ARGS)
 
 # The judge is complete once its DONE marker is written (it is written last).
 $(JUDGE)/DONE: | $(STAMP)

@@ -18,7 +18,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from misc.errors import CheckpointError
 from misc.utils import atomic_path, atomic_write_text
@@ -106,7 +106,8 @@ def read_metadata(weights_path: str | os.PathLike) -> dict[str, Any]:
 
 
 def save_checkpoint(gan, run_dir: str | os.PathLike, epoch: int, stage: str, dataset: str,
-                    keep: int = KEEP_LAST, iteration: int | None = None) -> Path:
+                    keep: int = KEEP_LAST, iteration: int | None = None,
+                    extra: Mapping[str, Any] | None = None) -> Path:
     """Write a snapshot of `gan` and prune old ones.
 
     Args:
@@ -117,6 +118,7 @@ def save_checkpoint(gan, run_dir: str | os.PathLike, epoch: int, stage: str, dat
       dataset: `DATASET_NAME`.
       keep: how many snapshots to keep (the newest).
       iteration: the iteration counter that names the snapshot; default `gan.iteration`.
+      extra: more entries for the JSON record (e.g. where a converted snapshot came from).
 
     Returns:
       The path of the weights file.
@@ -136,6 +138,7 @@ def save_checkpoint(gan, run_dir: str | os.PathLike, epoch: int, stage: str, dat
         "g_learning_rate": float(f"{float(gan.g_optimizer.learning_rate):.7g}"),
         "stage": stage,
         "dataset": dataset,
+        **(extra or {}),
     }
     atomic_write_text(json_path, json.dumps(record, indent=2) + "\n")
     for old in list_checkpoints(run_dir)[:-keep]:

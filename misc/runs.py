@@ -161,12 +161,15 @@ def plan_start(cfg: Config, stage: StageInfo, resume: str | os.PathLike | None =
     if resume and cfg.TRAIN.PRETRAINED_MODEL:
         raise ConfigError(f"--resume {resume}: TRAIN.PRETRAINED_MODEL is also set; give only one of them")
     if resume:
-        snapshot, expected = resolve_checkpoint(resume), stage.name
+        snapshot, expected = resolve_checkpoint(resume), [stage.name]
     elif cfg.TRAIN.PRETRAINED_MODEL:
-        snapshot, expected = resolve_checkpoint(cfg.TRAIN.PRETRAINED_MODEL), (stage.previous or stage).name
+        # A snapshot of the previous stage (the original Stage-II's start), or of this stage (the
+        # original Stage-I's restart; a Stage-II snapshot converted from the original release).
+        snapshot = resolve_checkpoint(cfg.TRAIN.PRETRAINED_MODEL)
+        expected = [stage.previous.name, stage.name] if stage.previous else [stage.name]
     elif stage.previous:
         root = Path(cfg.OUTPUT_DIR) / cfg.DATASET_NAME
-        snapshot, expected = newest_checkpoint(root, stage.previous.name), stage.previous.name
+        snapshot, expected = newest_checkpoint(root, stage.previous.name), [stage.previous.name]
         if snapshot is None:
             raise CheckpointError(f"{root}: no {stage.previous.title} checkpoint ({stage.previous.name}_*/model_"
                                   f"<iteration>.weights.h5) found; run `{stage.previous.make_target}` first or set "
@@ -174,8 +177,9 @@ def plan_start(cfg: Config, stage: StageInfo, resume: str | os.PathLike | None =
     else:
         return Start()
     record = read_metadata(snapshot)
-    if record.get("stage") != expected:
-        raise CheckpointError(f"{snapshot}: this is a {record.get('stage')} checkpoint, expected {expected}")
+    if record.get("stage") not in expected:
+        raise CheckpointError(f"{snapshot}: this is a {record.get('stage')} checkpoint, expected "
+                              f"{' or '.join(expected)}")
     if record.get("dataset") != cfg.DATASET_NAME:
         raise CheckpointError(f"{snapshot}: this checkpoint was trained on {record.get('dataset')}, "
                               f"not on {cfg.DATASET_NAME}")

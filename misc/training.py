@@ -142,9 +142,14 @@ def describe_start(stage: StageInfo, start: Start, initial_epoch: int) -> str | 
     if start.snapshot is None:
         return None
     if start.stage != stage.name:
-        return (f"{stage.previous.title} generator from {start.snapshot} (iteration {start.iteration}); "
+        line = (f"{stage.previous.title} generator from {start.snapshot} (iteration {start.iteration}); "
                 f"{stage.title} starts at epoch {initial_epoch + 1}")
-    return f"starting from {start.snapshot}: iteration {start.iteration}, continuing with epoch {initial_epoch + 1}"
+    else:
+        line = f"starting from {start.snapshot}: iteration {start.iteration}, continuing with epoch {initial_epoch + 1}"
+    if "converted_from" in start.record:
+        line += (f"; the optimiser state starts fresh (converted from the original release's "
+                 f"{start.record['converted_from']}, whose Adam state is not converted)")
+    return line
 
 
 def train(cfg: Config, stage: StageInfo, restore: Restore, resume: str | None = None, verbose: int = 2,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -14,6 +16,8 @@ from typing import IO, Iterator
 
 from tqdm import tqdm
 
+# Leftovers of an interrupted `atomic_directory` next to its folder: `.<name>.tmp-<pid>-*`, `.<name>.old-<pid>-*`.
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-")
 # Where output is not a terminal (CI, `make eval > log`), a progress bar prints one plain line at
 # most this often instead of a carriage-return update per step.
 LOG_INTERVAL_S = 10.0
@@ -52,6 +56,69 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Delete the temporary folders of interrupted exports to `path` (their process is gone)."""
+    if not path.parent.is_dir():
+        return
+    for entry in path.parent.iterdir():
+        match = _LEFTOVER.match(entry.name)
+        if match and match["name"] == path.name and entry.is_dir() and not _pid_alive(int(match["pid"])):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder next to `path`; it replaces `path` only if the block succeeds.
+
+    The folder version of `misc.utils.atomic_path` (a non-empty folder cannot be replaced in one
+    rename). `path` is never half-written: it is the old folder, then, for the microseconds between
+    two renames, absent, then the complete new one. If the block fails or the process is killed,
+    `path` keeps the old folder (killed between the two renames: the old folder waits in
+    `.<name>.old-<pid>-*/`); temporary folders are removed then, or by the next writer of `path`.
+
+    Args:
+      path: the final folder (replaced if it exists; check it with `check_replaceable` first).
+
+    Yields:
+      The temporary folder to fill.
+    """
+    path = Path(path)
+    mkdir_p(path.parent)
+    _remove_leftovers(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); the export is an ordinary folder
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=path.parent))
+            try:
+                os.rename(path, old / path.name)
+                try:
+                    os.rename(tmp, path)
+                except BaseException:
+                    os.rename(old / path.name, path)
+                    raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -275,7 +275,7 @@ def test_cli_exports_stage1_when_only_stage1_is_trained(tiny, tmp_path, monkeypa
     (tmp_path / "ckt_logs" / "birds" / tiny["stage1"].name).symlink_to(tiny["stage1"], target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     built = []
-    monkeypatch.setattr(export, "build_archive", lambda models, encoder: built.append(models) or (StubArchive(), {}))
+    monkeypatch.setattr(export, "build_archive", lambda models, encoder=None: built.append(models) or (StubArchive(), {}))
     lines = []
     assert export.main(["--dataset", "birds", "--encoder", str(tiny["encoder"])], print_fn=lines.append) == 0
     assert not built[0].has_stage2
@@ -311,6 +311,27 @@ def test_no_text_encoder_names_the_command(tiny, capsys):
     assert not (tiny["root"] / "never").exists()
 
 
+def test_without_a_text_encoder_only_the_embedding_signatures_are_exported(tiny, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.chdir(tmp_path)  # no models/birds/text_encoder here
+    out, lines = tmp_path / "embeddings_only", []
+    assert export.main(["--checkpoint", str(tiny["stage1"]), "--out", str(out)], print_fn=lines.append) == 0
+    assert any(line.startswith("no text encoder in models/birds/text_encoder: exporting the signatures that take "
+                               "embeddings only") for line in lines)
+    info = json.loads((out / export.INFO_FILE).read_text())
+    assert info["text_encoder"] is None and "without a text encoder" in info["note"]
+    assert sorted(info["signatures"]) == ["from_embeddings", "from_embeddings_with_noise"]
+    model = tf.saved_model.load(str(out))
+    # Keras names the first endpoint `serving_default` too when none has that name.
+    assert sorted(model.signatures) == ["from_embeddings", "from_embeddings_with_noise", "serving_default"]
+    embeddings = tf.random.stateless_normal([2, tiny["models1"].text_dim], seed=[1, 2])
+    images = model.signatures["from_embeddings"](embeddings=embeddings, seed=0)
+    assert images["stage1_images"].shape == (2, 64, 64, 3)
+    same = model.signatures["serving_default"](embeddings=embeddings, seed=0)
+    np.testing.assert_array_equal(same["stage1_images"].numpy(), images["stage1_images"].numpy())
+
+
 def test_out_that_is_not_an_export_is_refused(tiny, tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     code, err = _run_cli(["--checkpoint", str(tiny["stage1"]), "--encoder", str(tiny["encoder"]),
@@ -340,19 +361,6 @@ def test_failed_export_keeps_the_old_one(tiny, tmp_path, monkeypatch):
         export.export_saved_model(tiny["models1"], tiny["encoder_model"], out, tiny["encoder"], print_fn=lambda _: None)
     assert json.loads((out / export.INFO_FILE).read_text())["text"] == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["saved_model"]
-
-
-def test_atomic_directory_replaces_and_cleans_up(tmp_path):
-    out = tmp_path / "saved_model"
-    _fake_export(out, "old")
-    dead_pid = next(pid for pid in range(4_000_000, 4_100_000) if not export._pid_alive(pid))
-    (tmp_path / f".saved_model.tmp-{dead_pid}-x").mkdir()  # left by a killed export
-    (tmp_path / f".saved_model.tmp-{os.getpid()}-y").mkdir()  # a running one's: kept
-    with export.atomic_directory(out) as tmp:
-        assert not out.samefile(tmp)
-        _fake_export(tmp, "new")
-    assert json.loads((out / export.INFO_FILE).read_text())["text"] == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".saved_model.tmp-{os.getpid()}-y", "saved_model"]
 
 
 def test_check_replaceable(tmp_path):

@@ -149,7 +149,7 @@ def test_without_a_stage1_checkpoint_it_says_what_to_run(tmp_path):
 
 
 @pytest.mark.parametrize("resume, stage, dataset, message", [
-    (False, "stageII", "birds", "this is a stageII checkpoint, expected stageI"),
+    (False, "stageIII", "birds", "this is a stageIII checkpoint, expected stageI or stageII"),
     (True, "stageI", "birds", "this is a stageI checkpoint, expected stageII"),
     (False, "stageI", "flowers", "trained on flowers, not on birds"),
 ])

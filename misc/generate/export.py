@@ -41,21 +41,17 @@ earlier export.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
-import re
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from misc.cli import import_tensorflow, run_cli
 from misc.errors import CheckpointError, StackGANError
-from misc.utils import mkdir_p
+from misc.utils import atomic_directory
 
 tf = import_tensorflow()  # quietly, before the modules below import TensorFlow
 
@@ -69,8 +65,6 @@ from misc.text.char_cnn_rnn import encode_text_tf  # noqa: E402
 SAVED_MODEL_DIR = "saved_model"
 INFO_FILE = "export.json"
 FORMAT = "stackgan-saved-model-1"
-# Leftovers of an interrupted export next to `<out>`: `.<name>.tmp-<pid>-*` and `.<name>.old-<pid>-*`.
-_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-")
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,12 +144,13 @@ def _noise_doc(two_stages: bool) -> str:
             f"tf.random.experimental.stateless_fold_in([s, i], k), {keys}")
 
 
-def build_archive(models, encoder):
+def build_archive(models, encoder=None):
     """A `keras.export.ExportArchive` with the five signatures of the module docstring.
 
     Args:
       models: `misc.generate.inference.TextToImageModels` (Stage-I, optionally Stage-II).
       encoder: the trained `misc.text.char_cnn_rnn.CharCnnRnn`; its `emb_dim` must be `models.text_dim`.
+        None: only the two `from_embeddings*` signatures.
 
     Returns:
       `(archive, signatures)`: the archive, ready for `write_out`, and a description of each
@@ -189,7 +184,6 @@ def build_archive(models, encoder):
             images["stage2_images"] = (stage2_images[:rows] + 1.0) / 2.0
         return images
 
-    embed = tf.function(embed_text, input_signature=[captions_spec], autograph=False).get_concrete_function()
     generate = tf.function(generate_images, input_signature=[embeddings_spec, *noise_specs],
                            autograph=False).get_concrete_function()
 
@@ -198,14 +192,20 @@ def build_archive(models, encoder):
         return {**generate(embeddings, *noise), **dict(zip(noise_names, noise))}
 
     endpoints = {
-        "serving_default": (lambda captions, seed: generate_seeded(embed(captions), seed), [captions_spec, seed_spec]),
-        "generate_with_noise": (lambda captions, *noise: generate(embed(captions), *noise),
-                                [captions_spec, *noise_specs]),
         "from_embeddings": (generate_seeded, [embeddings_spec, seed_spec]),
         "from_embeddings_with_noise": (lambda embeddings, *noise: generate(embeddings, *noise),
                                        [embeddings_spec, *noise_specs]),
-        "embed_captions": (lambda captions: {"embeddings": embed(captions)}, [captions_spec]),
     }
+    if encoder is not None:
+        embed = tf.function(embed_text, input_signature=[captions_spec], autograph=False).get_concrete_function()
+        endpoints = {
+            "serving_default": (lambda captions, seed: generate_seeded(embed(captions), seed),
+                                [captions_spec, seed_spec]),
+            "generate_with_noise": (lambda captions, *noise: generate(embed(captions), *noise),
+                                    [captions_spec, *noise_specs]),
+            **endpoints,
+            "embed_captions": (lambda captions: {"embeddings": embed(captions)}, [captions_spec]),
+        }
     # No `archive.track(...)`: the endpoints pick up the variables they use, and tracking the
     # networks only adds a slow walk over them looking for lookup tables (they have none).
     archive = keras.export.ExportArchive()
@@ -250,69 +250,6 @@ def check_replaceable(out: str | os.PathLike) -> None:
                         f"(an export replaces its output folder entirely)")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_leftovers(path: Path) -> None:
-    """Delete the temporary folders of interrupted exports to `path` (their process is gone)."""
-    if not path.parent.is_dir():
-        return
-    for entry in path.parent.iterdir():
-        match = _LEFTOVER.match(entry.name)
-        if match and match["name"] == path.name and entry.is_dir() and not _pid_alive(int(match["pid"])):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary folder next to `path`; it replaces `path` only if the block succeeds.
-
-    The folder version of `misc.utils.atomic_path` (a non-empty folder cannot be replaced in one
-    rename). `path` is never half-written: it is the old folder, then, for the microseconds between
-    two renames, absent, then the complete new one. If the block fails or the process is killed,
-    `path` keeps the old folder (killed between the two renames: the old folder waits in
-    `.<name>.old-<pid>-*/`); temporary folders are removed then, or by the next export to `path`.
-
-    Args:
-      path: the final folder (replaced if it exists; check it with `check_replaceable` first).
-
-    Yields:
-      The temporary folder to fill.
-    """
-    path = Path(path)
-    mkdir_p(path.parent)
-    _remove_leftovers(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); the export is an ordinary folder
-    try:
-        yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=path.parent))
-            try:
-                os.rename(path, old / path.name)
-                try:
-                    os.rename(tmp, path)
-                except BaseException:
-                    os.rename(old / path.name, path)
-                    raise
-            finally:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def folder_size(path: str | os.PathLike) -> int:
     """Bytes of all files under `path`."""
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
@@ -324,7 +261,8 @@ def export_saved_model(models, encoder, out: str | os.PathLike, encoder_path: st
 
     Args:
       models: `misc.generate.inference.TextToImageModels`.
-      encoder: the `CharCnnRnn` (`emb_dim == models.text_dim`).
+      encoder: the `CharCnnRnn` (`emb_dim == models.text_dim`), or None for an export that takes
+        embeddings only (the `from_embeddings*` signatures).
       out: the export folder (replaced if it is an earlier export).
       encoder_path: where the encoder came from (recorded in `export.json`).
       print_fn: progress messages.
@@ -336,7 +274,7 @@ def export_saved_model(models, encoder, out: str | os.PathLike, encoder_path: st
       CheckpointError: the encoder's embeddings do not fit the generators.
       StackGANError: `out` exists and is not an earlier export.
     """
-    if encoder.emb_dim != models.text_dim:
+    if encoder is not None and encoder.emb_dim != models.text_dim:
         raise CheckpointError(f"{models.checkpoint}: the generators take {models.text_dim}-d text embeddings but the "
                               f"text encoder {encoder_path} gives {encoder.emb_dim}-d ones")
     out = Path(out)
@@ -352,7 +290,7 @@ def export_saved_model(models, encoder, out: str | os.PathLike, encoder_path: st
                        "iteration": models.iteration, "epoch": int(models.record.get("epoch", 0))},
         # A Stage-II snapshot holds the Stage-I generator it was trained on; that one is exported.
         "stage1_generator_from": str(models.checkpoint),
-        "text_encoder": str(encoder_path),
+        "text_encoder": str(encoder_path) if encoder is not None else None,
         "z_dim": models.z_dim,
         "ef_dim": models.ef_dim,
         "text_dim": models.text_dim,
@@ -363,6 +301,9 @@ def export_saved_model(models, encoder, out: str | os.PathLike, encoder_path: st
         "keras": keras.__version__,
         "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
+    if encoder is None:
+        info["note"] = ("exported without a text encoder: only the signatures that take embeddings "
+                        "(from_embeddings, from_embeddings_with_noise; serving_default is from_embeddings)")
     print_fn(f"writing {out} ...")
     with atomic_directory(out) as tmp:
         archive.write_out(str(tmp), verbose=False)
@@ -396,15 +337,20 @@ def main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = pr
     weights, dataset = resolve_model_arguments(args)
     out = Path(args.out) if args.out else Path(MODELS_DIR) / dataset / SAVED_MODEL_DIR
     check_replaceable(out)
-    encoder, models = load_model_arguments(args, weights, dataset)
+    encoder, models = load_model_arguments(args, weights, dataset, encoder_required=False)
     stages = "Stage-I and Stage-II" if models.has_stage2 else "Stage-I only"
     print_fn(f"checkpoint: {models.checkpoint} ({stages}, iteration {models.iteration})")
+    if encoder is None:
+        print_fn(f"no text encoder in {encoder_dir(dataset)}: exporting the signatures that take embeddings only "
+                 f"(from_embeddings, from_embeddings_with_noise); `make text-encoder DATASET={dataset}` or "
+                 f"`make import-t7 DATASET={dataset}` adds the ones that take sentences")
     start = time.time()
     info = export_saved_model(models, encoder, out, encoder_dir(args.encoder or dataset), print_fn=print_fn)
     print_fn(f"exported {out} ({folder_size(out) / 2**20:.1f} MiB, {time.time() - start:.0f} s): signatures "
              f"{', '.join(info['signatures'])}; details in {out / INFO_FILE}")
-    print_fn(f"serve it with TensorFlow alone: m = tf.saved_model.load({str(out)!r}); "
-             f"m.signatures['serving_default'](captions=tf.constant(['a red star']), seed=0)")
+    call = ("m.signatures['serving_default'](captions=tf.constant(['a red star']), seed=0)" if encoder is not None
+            else f"m.signatures['from_embeddings'](embeddings=tf.zeros([1, {models.text_dim}]), seed=0)")
+    print_fn(f"serve it with TensorFlow alone: m = tf.saved_model.load({str(out)!r}); {call}")
     sys.stdout.flush()
     return 0
 

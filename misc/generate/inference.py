@@ -345,18 +345,31 @@ def resolve_model_arguments(args) -> tuple[Path, str]:
     return find_checkpoint(dataset, args.ckt_dir, args.stage), dataset
 
 
-def load_model_arguments(args, weights: Path, dataset: str):
+def has_encoder(dataset_or_dir: str | os.PathLike, models_dir: str | os.PathLike = MODELS_DIR) -> bool:
+    """Whether a trained text encoder is where `load_encoder` looks."""
+    path = encoder_dir(dataset_or_dir, models_dir)
+    return (path if path.suffix == ".keras" else path / TEXT_ENCODER_FILE).is_file()
+
+
+def load_model_arguments(args, weights: Path, dataset: str, encoder_required: bool = True):
     """The text encoder and the generators that `add_model_arguments`' options name.
 
+    Args:
+      args: the parsed options.
+      weights, dataset: as `resolve_model_arguments` returns them.
+      encoder_required: False: without `--encoder` and without a trained encoder of the dataset,
+        give None for the encoder instead of failing.
+
     Returns:
-      `(encoder, TextToImageModels)`.
+      `(encoder or None, TextToImageModels)`.
 
     Raises:
       CheckpointError: a missing encoder, or one whose embedding size the generators do not take.
     """
-    encoder = load_encoder(args.encoder or dataset)
+    optional = not encoder_required and not args.encoder and not has_encoder(dataset)
+    encoder = None if optional else load_encoder(args.encoder or dataset)
     models = load_generators(weights, dataset=args.dataset, stage=args.stage)
-    if encoder.emb_dim != models.text_dim:
+    if encoder is not None and encoder.emb_dim != models.text_dim:
         raise CheckpointError(f"{models.checkpoint}: the generators take {models.text_dim}-d text embeddings but the "
                               f"text encoder of {args.encoder or dataset} gives {encoder.emb_dim}-d ones")
     return encoder, models
