@@ -4,7 +4,7 @@ Port of the original `misc/config.py` (`__C`, `cfg_from_file`, `_merge_a_into_b`
 
 * No global mutable `cfg`: `load_config` returns a read-only `Config` that callers pass around.
 * Every key of the original keeps its name and default, except `TRAIN.LR_DECAY_EPOCH`, which is 100
-  (the paper's schedule) instead of the original 50 (see the README, "Where the port differs").
+  (the paper's schedule) instead of the original 50 (docs/porting.md, "Where the port differs").
 * A few keys the port needs are added, each marked "port addition" below.
 * YAML numbers such as `2e-4` are read as floats (PyYAML alone reads them as strings), and an
   integer is accepted where a float is expected; any other type mismatch, and any unknown key, is an

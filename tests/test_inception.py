@@ -41,7 +41,7 @@ def saved_weights(model, tmp_path_factory):
 def _assert_one_line_error(excinfo, path):
     message = str(excinfo.value)
     assert "\n" not in message
-    assert str(path) in message and "README 'Evaluation weights'" in message
+    assert str(path) in message and "docs/evaluation.md, 'Evaluation weights'" in message
 
 
 # --- network and extraction ------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Crop CUB-200-2011 birds around their bounding boxes and pickle them at 304 and 76 pixels.
 
-Port of the original `misc/data/preprocess_birds.py` (with the image helpers of its `misc/utils.py`).
+Port of the original `misc/preprocess_birds.py` (with the image helpers of its `misc/utils.py`).
 For every file of `<data_dir>/train/filenames.pickle`, then `<data_dir>/test/filenames.pickle`, it
 reads `CUB_200_2011/images/<filename>.jpg`, crops a square 1.5 times the larger bounding-box side
 around the box centre, resizes it bicubically to 304x304 and that to 76x76, and writes the lists

@@ -1,6 +1,6 @@
 """Resize Oxford-102 flowers to 304 and 76 pixels and pickle them.
 
-Port of the original `misc/data/preprocess_flowers.py`: the same loop as `misc/data/preprocess_birds.py`
+Port of the original `misc/preprocess_flowers.py`: the same loop as `misc/data/preprocess_birds.py`
 without cropping (each whole image is squashed to 304x304), reading `<data_dir>/<filename>.jpg`
 (filenames look like `jpg/image_00001`).
 

@@ -505,7 +505,7 @@ def evaluate(images: str | os.PathLike, data_dir: str | os.PathLike = "Data/shap
                                                sources, caption_ids, candidates, seed)
     if inception is None:
         result["inception"] = {"skipped": "no --inception-weights given (nothing is downloaded; "
-                                          "see README 'Evaluation weights')"}
+                                          "see docs/evaluation.md, 'Evaluation weights')"}
     else:
         result["weights"]["inception_variant"] = inception_variant
         result["weights"]["inception_resize"] = RESIZE[inception_variant]

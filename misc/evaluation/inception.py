@@ -29,7 +29,7 @@ weights *and* the same resize. The field uses three sets of weights:
 
 Nothing is downloaded, ever: `build_inception(weights_path=...)` loads a local Keras file
 (`.weights.h5`, legacy `.h5` or `.keras`) holding weights for the chosen architecture. The
-README section 'Evaluation weights' says where to get them; every figure must state which weights
+docs/evaluation.md ('Evaluation weights') says where to get them; every figure must state which weights
 and which variant (resize) it used.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ IMAGE_SIZE = 299
 POOL_DIM = 2048
 DEFAULT_VARIANT = "tf2015"
 WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
-_ADVICE = "see README 'Evaluation weights'"
+_ADVICE = "see docs/evaluation.md, 'Evaluation weights'"
 # The Keras messages of a load that left some layers with their initial weights instead of
 # raising (a file of another model).
 _PARTIAL_LOAD_HINTS = ("could not be loaded", "Skipping", "retain their freshly-initialized")

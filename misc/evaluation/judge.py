@@ -55,7 +55,7 @@ JUDGE_FILE = "judge.keras"
 OPTIONS_FILE = "train_options.json"
 DONE_FILE = "DONE"  # written last by `train_judge`: the judge and its options are complete
 INPUT_SIZE = LR_IMSIZE  # Stage-I's output side; real 76x76 images are cropped to it, larger images resized
-# Measured on the shapes dataset (README 'Evaluation'): 60 epochs of the 1440 training images with
+# Measured on the shapes dataset (docs/evaluation.md): 60 epochs of the 1440 training images with
 # half of the crops blurred (1380 steps, 628 s on 2 CPU cores beside another job) give test-split
 # accuracies of 0.977 to 1.000 per attribute. Without blur, 30 epochs were enough for the real images.
 DEFAULT_EPOCHS = 60

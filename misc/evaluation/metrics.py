@@ -257,7 +257,7 @@ def sample_diversity(images: np.ndarray, groups: np.ndarray) -> float:
     samples, averaged over pixels, channels and captions (groups of fewer than 2 samples are skipped).
 
     Not in the original; it quantifies what the paper shows with sample grids, that conditioning
-    augmentation gives varied images for one text [the CA ablation of the README's results].
+    augmentation gives varied images for one text (the CA ablation of docs/results.md).
 
     Args:
       images: (N, H, W, C) images, uint8 in [0, 255] or float; uint8 is read as [-1, 1] like the
