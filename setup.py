@@ -25,6 +25,8 @@ setup(
         "pillow>=10",
         "pyyaml>=6",
         "tqdm>=4.60",
+        # misc.text.import_t7 reads Reed et al.'s Torch7 .t7 text encoders (pure Python, no Lua).
+        "torchfile==0.1.0",
     ],
     extras_require={"dev": ["pytest>=8"]},
 )

@@ -1,7 +1,8 @@
 """The char-CNN-RNN text encoder of Reed et al. (CVPR 2016) that made StackGAN's embeddings.
 
 Port of reedscot/icml2016 `modules/HybridCNNLong.lua` + `modules/FixedGRU.lua` with the input
-encoding of reedscot/cvpr2016 `util.lua` (reedscot/cvpr2016 `modules/`). The birds encoder that
+encoding of reedscot/cvpr2016 `util.lua` (reedscot/cvpr2016 `modules/`), and of the flowers
+variant, reedscot/cvpr2016 `modules/HybridCNN.lua` + `modules/FixedRNN.lua`. The birds encoder that
 produced `char-CNN-RNN-embeddings.pickle` is, per sequence position and channel:
 
     one-hot 201 x 70
@@ -13,6 +14,9 @@ produced `char-CNN-RNN-embeddings.pickle` is, per sequence position and channel:
     -> FixedGRU over the 18 steps, hidden 512      18 x 512
     -> mean over time, linear 512 -> 1024          1024
 
+The flowers encoder adds a third max-pool 3/2 after the last convolution (18 -> 8 steps,
+`third_pool=True`) and replaces the GRU by Reed's ReLU RNN (`rnn_kind="relu"`, `FixedRNN`).
+
 Input encoding. The original worked on bytes (Lua strings): each byte of the text up to the 201st
 becomes one row, set at the byte's alphabet position, or left all-zero when the byte is not in the
 alphabet; shorter texts are zero-padded at the end. This port does the same on the UTF-8 bytes of
@@ -20,9 +24,12 @@ the text, with one documented choice: ASCII upper-case letters are read as lower
 alphabet has no upper case; the encoder was trained on lower-cased text, while the original demo
 fed raw text, so that "A" became an unknown character there. Every byte of a non-ASCII character
 (each of the two bytes of "é", the three of "鸟") is outside the alphabet and gives a zero row.
+`exact_demo=True` reproduces the demo instead (hanzhanggit/StackGAN `demo/get_embedding.lua`): no
+lower-casing, an upper-case letter gives a zero row. A `CharCnnRnn` carries its own choice
+(`exact_demo_encoding`, saved in its config) and `CharCnnRnn.encode_texts` applies it.
 
 `encode_text` (NumPy) and `encode_text_tf` (TensorFlow string ops, usable inside a SavedModel that
-takes raw strings) share one 256-entry byte table and give identical tensors.
+takes raw strings) share the 256-entry byte tables and give identical tensors.
 """
 from __future__ import annotations
 
@@ -45,6 +52,10 @@ INIT_RANGE = 0.08
 # HybridCNNLong: temporal convolutions of width 4 and two max-pools of width 3, stride 3.
 CONV_WIDTH = 4
 POOL_WIDTH = 3
+# HybridCNN (the flowers encoder) pools a third time, width 3, stride 2: 18 -> 8 steps.
+THIRD_POOL_STRIDE = 2
+# Recurrences after the convolutions: Reed's FixedGRU (birds) and FixedRNN, a ReLU RNN (flowers).
+RNN_KINDS = ("gru", "relu")
 # The widths of the released birds encoder (`..._hybrid_gru18_a1_c512_...`) and a small variant
 # for configurations that must train on a CPU in minutes. The small one is a quarter as wide, so
 # its init range is 0.08 * sqrt(4): with 0.08 the signal shrinks layer by layer to the point where
@@ -58,17 +69,27 @@ WIDTHS = {
 assert len(ALPHABET) == ALPHABET_SIZE
 
 
-def _byte_table() -> np.ndarray:
+def _byte_table(lower_case: bool) -> np.ndarray:
     """0-based alphabet column for every byte value, -1 where the byte gives a zero row."""
     table = np.full(256, -1, dtype=np.int32)
     for position, char in enumerate(ALPHABET):
         table[ord(char)] = position  # later duplicates overwrite earlier ones, as in the original
-    for upper in range(ord("A"), ord("Z") + 1):
-        table[upper] = table[upper + ord("a") - ord("A")]
+    if lower_case:
+        for upper in range(ord("A"), ord("Z") + 1):
+            table[upper] = table[upper + ord("a") - ord("A")]
     return table
 
 
-BYTE_TO_INDEX = _byte_table()
+# The port's default: ASCII upper case read as lower case.
+BYTE_TO_INDEX = _byte_table(lower_case=True)
+# The original demo's table (get_embedding.lua): bytes as they are, upper case gives a zero row.
+EXACT_BYTE_TO_INDEX = _byte_table(lower_case=False)
+
+
+def byte_table(exact_demo: bool = False) -> np.ndarray:
+    """The byte -> alphabet column table: the demo's exact one, or the default that lower-cases."""
+    return EXACT_BYTE_TO_INDEX if exact_demo else BYTE_TO_INDEX
+
 
 Text = Union[str, bytes]
 
@@ -87,21 +108,24 @@ def _as_list(texts: Text | Sequence[Text]) -> list:
     return [texts] if isinstance(texts, (str, bytes)) else list(texts)
 
 
-def text_to_indices(texts: Text | Sequence[Text]) -> np.ndarray:
+def text_to_indices(texts: Text | Sequence[Text], exact_demo: bool = False) -> np.ndarray:
     """Alphabet columns of each byte of each text (the compact form of `encode_text`).
 
     Args:
       texts: a list of texts (str, encoded as UTF-8, or bytes); a single text counts as a list of one.
+      exact_demo: encode as the original demo did (upper case gives a zero row) instead of
+        reading ASCII upper case as lower case.
 
     Returns:
       int8 array (B, DOC_LENGTH): the 0-based alphabet column of each byte, -1 for a zero row
       (byte not in the alphabet, or padding after the end of the text).
     """
     texts = _as_list(texts)
+    table = byte_table(exact_demo)
     out = np.full((len(texts), DOC_LENGTH), -1, dtype=np.int8)
     for row, text in enumerate(texts):
         raw = np.frombuffer(_as_bytes(text)[:DOC_LENGTH], dtype=np.uint8)
-        out[row, : len(raw)] = BYTE_TO_INDEX[raw]
+        out[row, : len(raw)] = table[raw]
     return out
 
 
@@ -112,25 +136,28 @@ def indices_to_one_hot(indices: np.ndarray) -> np.ndarray:
     return eye[np.where(indices < 0, ALPHABET_SIZE, indices)]
 
 
-def encode_text(texts: Text | Sequence[Text]) -> np.ndarray:
+def encode_text(texts: Text | Sequence[Text], exact_demo: bool = False) -> np.ndarray:
     """Port of cvpr2016 `util.lua` text -> one-hot, with ASCII upper case read as lower case.
 
     Args:
       texts: a list of texts (str or bytes); a single text counts as a list of one.
+      exact_demo: no lower-casing, as hanzhanggit/StackGAN `demo/get_embedding.lua`: an upper-case
+        letter gives a zero row.
 
     Returns:
       float32 array (B, DOC_LENGTH, ALPHABET_SIZE). Bytes outside the alphabet (including every
       byte of a non-ASCII character) and padding are zero rows; text past DOC_LENGTH bytes is
       dropped; an empty text is all zeros (and still gets a valid embedding).
     """
-    return indices_to_one_hot(text_to_indices(texts))
+    return indices_to_one_hot(text_to_indices(texts, exact_demo))
 
 
-def encode_text_tf(texts: tf.Tensor | Sequence[Text]) -> tf.Tensor:
+def encode_text_tf(texts: tf.Tensor | Sequence[Text], exact_demo: bool = False) -> tf.Tensor:
     """`encode_text` with TensorFlow string ops, so a graph (e.g. a SavedModel) can take raw strings.
 
     Args:
       texts: a 1-D string tensor (or list of texts).
+      exact_demo: as in `encode_text` (a Python bool, fixed when a graph is traced).
 
     Returns:
       float32 tensor (B, DOC_LENGTH, ALPHABET_SIZE), identical to `encode_text` on the same texts.
@@ -143,7 +170,7 @@ def encode_text_tf(texts: tf.Tensor | Sequence[Text]) -> tf.Tensor:
     padded = tf.strings.substr(tf.strings.join([head, b"\0" * DOC_LENGTH]), 0, DOC_LENGTH, unit="BYTE")
     # decode_raw gives shape [0, 0] for an empty batch; the reshape keeps DOC_LENGTH columns.
     codes = tf.reshape(tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.int32), [-1, DOC_LENGTH])
-    columns = tf.gather(tf.constant(BYTE_TO_INDEX), codes)
+    columns = tf.gather(tf.constant(byte_table(exact_demo)), codes)
     one_hot = tf.one_hot(columns, ALPHABET_SIZE, dtype=tf.float32)  # -1 gives an all-zero row
     return tf.ensure_shape(one_hot, [None, DOC_LENGTH, ALPHABET_SIZE])
 
@@ -223,18 +250,76 @@ class FixedGRU(keras.layers.Layer):
         return {**super().get_config(), "units": self.units, "init_range": self.init_range}
 
 
-def sequence_lengths(doc_length: int = DOC_LENGTH) -> list[int]:
-    """Time steps after each stage of HybridCNNLong: [201, 198, 66, 63, 21, 18] for 201."""
+@keras.saving.register_keras_serializable(package="stackgan")
+class FixedRNN(keras.layers.Layer):
+    """Port of reedscot/cvpr2016 `modules/FixedRNN.lua`: a ReLU RNN over a fixed number of steps.
+
+    Step 1 has no recurrence: r_1 = ReLU(W x_1 + b); later steps r_t = ReLU(W x_t + b + U r_{t-1} + c).
+    W, b (i2h) and U, c (h2h) are Torch `nn.Linear` maps shared over time. Every parameter starts
+    U(-init_range, init_range).
+
+    Args:
+      units: hidden size (cnn_dim in the original).
+      init_range: half-width of the uniform init (0.08 in the original training).
+
+    Call args:
+      inputs: (B, T, D) with a static number of steps T (8 in the flowers encoder).
+
+    Returns:
+      all hidden states, (B, T, units); the original's output is their mean (`CharCnnRnn` takes it).
+    """
+
+    def __init__(self, units: int, init_range: float = INIT_RANGE, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.init_range = float(init_range)
+
+    def build(self, input_shape):
+        if input_shape[1] is None:
+            raise ValueError("FixedRNN needs a static number of time steps")
+
+        def weight(shape, name):
+            return self.add_weight(shape=shape, initializer=_uniform_init(self.init_range), name=name)
+
+        self.input_kernel = weight((input_shape[-1], self.units), "input_kernel")
+        self.input_bias = weight((self.units,), "input_bias")
+        self.recurrent_kernel = weight((self.units, self.units), "recurrent_kernel")
+        self.recurrent_bias = weight((self.units,), "recurrent_bias")
+
+    def call(self, inputs):
+        projected = ops.matmul(inputs, self.input_kernel) + self.input_bias  # (B, T, units)
+        hidden = ops.relu(projected[:, 0])
+        states = [hidden]
+        for t in range(1, inputs.shape[1]):
+            hidden = ops.relu(projected[:, t] + ops.matmul(hidden, self.recurrent_kernel) + self.recurrent_bias)
+            states.append(hidden)
+        return ops.stack(states, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "init_range": self.init_range}
+
+
+def sequence_lengths(doc_length: int = DOC_LENGTH, third_pool: bool = False) -> list[int]:
+    """Time steps after each stage: [201, 198, 66, 63, 21, 18] for HybridCNNLong, then 8 with the
+    third pool of HybridCNN."""
     lengths = [doc_length]
-    for stage in ("conv", "pool", "conv", "pool", "conv"):
+    for stage in ("conv", "pool", "conv", "pool", "conv") + (("pool3",) if third_pool else ()):
         prev = lengths[-1]
-        lengths.append(prev - CONV_WIDTH + 1 if stage == "conv" else (prev - POOL_WIDTH) // POOL_WIDTH + 1)
+        if stage == "conv":
+            lengths.append(prev - CONV_WIDTH + 1)
+        else:
+            stride = THIRD_POOL_STRIDE if stage == "pool3" else POOL_WIDTH
+            lengths.append((prev - POOL_WIDTH) // stride + 1)
     return lengths
 
 
 @keras.saving.register_keras_serializable(package="stackgan")
 class CharCnnRnn(keras.Model):
-    """Port of reedscot/icml2016 `HybridCNNLong.cnn` with `FixedGRU` and averaged hidden states.
+    """Port of reedscot/icml2016 `HybridCNNLong.cnn` with `FixedGRU` and averaged hidden states, and
+    of reedscot/cvpr2016 `HybridCNN.cnn` with `FixedRNN` (`third_pool=True, rnn_kind="relu"`).
 
     The birds encoder StackGAN's embeddings came from (`lm_sje_nc4_cub_hybrid_gru18_a1_c512`):
     three width-4 temporal convolutions with ReLU and two 3/3 max-pools (201 -> 18 steps), a GRU
@@ -244,9 +329,13 @@ class CharCnnRnn(keras.Model):
 
     Args:
       conv_channels: output channels of the three convolutions; the last is the original's cnn_dim.
-      rnn_dim: GRU hidden size (the original used cnn_dim).
+      rnn_dim: hidden size of the recurrence (the original used cnn_dim).
       emb_dim: embedding size (1024).
       init_range: half-width of the uniform init of every parameter.
+      third_pool: add HybridCNN's third max-pool (width 3, stride 2; 18 -> 8 steps).
+      rnn_kind: "gru" (`FixedGRU`, birds) or "relu" (`FixedRNN`, flowers).
+      exact_demo_encoding: the texts this encoder expects are encoded as the original demo did (no
+        lower-casing; see `encode_text`). Kept in the config; `encode_texts` and `embed_text` use it.
 
     Call args:
       inputs: one-hot text, float32 (B, DOC_LENGTH, ALPHABET_SIZE), as made by `encode_text`.
@@ -256,14 +345,20 @@ class CharCnnRnn(keras.Model):
     """
 
     def __init__(self, conv_channels: Sequence[int] = (384, 512, 512), rnn_dim: int = 512, emb_dim: int = 1024,
-                 init_range: float = INIT_RANGE, **kwargs):
+                 init_range: float = INIT_RANGE, third_pool: bool = False, rnn_kind: str = "gru",
+                 exact_demo_encoding: bool = False, **kwargs):
         super().__init__(**kwargs)
         if len(conv_channels) != 3:
             raise ValueError(f"conv_channels needs three widths, got {tuple(conv_channels)}")
+        if rnn_kind not in RNN_KINDS:
+            raise ValueError(f"unknown rnn_kind {rnn_kind!r}; choose one of {list(RNN_KINDS)}")
         self.conv_channels = tuple(int(c) for c in conv_channels)
         self.rnn_dim = int(rnn_dim)
         self.emb_dim = int(emb_dim)
         self.init_range = float(init_range)
+        self.third_pool = bool(third_pool)
+        self.rnn_kind = rnn_kind
+        self.exact_demo_encoding = bool(exact_demo_encoding)
 
         def conv(channels, name):
             return keras.layers.Conv1D(
@@ -276,7 +371,13 @@ class CharCnnRnn(keras.Model):
         self.conv2 = conv(self.conv_channels[1], "conv2")
         self.pool2 = keras.layers.MaxPooling1D(POOL_WIDTH, POOL_WIDTH, name="pool2")
         self.conv3 = conv(self.conv_channels[2], "conv3")
-        self.gru = FixedGRU(self.rnn_dim, init_range, name="gru")
+        # Optional layers exist only when used, so that a saved birds encoder keeps its layout.
+        if self.third_pool:
+            self.pool3 = keras.layers.MaxPooling1D(POOL_WIDTH, THIRD_POOL_STRIDE, name="pool3")
+        if rnn_kind == "gru":
+            self.gru = FixedGRU(self.rnn_dim, init_range, name="gru")
+        else:
+            self.rnn = FixedRNN(self.rnn_dim, init_range, name="rnn")
         self.projection = keras.layers.Dense(
             self.emb_dim, name="projection",
             kernel_initializer=_uniform_init(init_range), bias_initializer=_uniform_init(init_range),
@@ -295,12 +396,19 @@ class CharCnnRnn(keras.Model):
 
     def call(self, inputs):
         x = self.conv3(self.pool2(self.conv2(self.pool1(self.conv1(inputs)))))
-        hidden = self.gru(x)
+        if self.third_pool:
+            x = self.pool3(x)
+        hidden = self.gru(x) if self.rnn_kind == "gru" else self.rnn(x)
         return self.projection(ops.mean(hidden, axis=1))
 
+    def encode_texts(self, texts: tf.Tensor | Sequence[Text]) -> tf.Tensor:
+        """One-hot (B, DOC_LENGTH, ALPHABET_SIZE) of raw texts with `encode_text_tf`, encoded the way
+        this encoder expects (`exact_demo_encoding`); usable in a traced graph."""
+        return encode_text_tf(texts, exact_demo=self.exact_demo_encoding)
+
     def embed_text(self, texts: tf.Tensor | Sequence[Text]) -> tf.Tensor:
-        """Embeddings (B, emb_dim) of raw texts, encoded in-graph with `encode_text_tf`."""
-        return self(encode_text_tf(texts))
+        """Embeddings (B, emb_dim) of raw texts, encoded in-graph with `encode_texts`."""
+        return self(self.encode_texts(texts))
 
     def get_config(self):
         return {
@@ -309,6 +417,9 @@ class CharCnnRnn(keras.Model):
             "rnn_dim": self.rnn_dim,
             "emb_dim": self.emb_dim,
             "init_range": self.init_range,
+            "third_pool": self.third_pool,
+            "rnn_kind": self.rnn_kind,
+            "exact_demo_encoding": self.exact_demo_encoding,
         }
 
     @classmethod

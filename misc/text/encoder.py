@@ -262,7 +262,8 @@ def embed_sentences(encoder: CharCnnRnn, sentences: Sequence[str | bytes], batch
     Returns:
       float32 (M, emb_dim).
     """
-    return _embed_indices(encoder, text_to_indices(list(sentences)), batch_size, progress, "embedding")
+    indices = text_to_indices(list(sentences), encoder.exact_demo_encoding)
+    return _embed_indices(encoder, indices, batch_size, progress, "embedding")
 
 
 def embed_dataset(encoder: CharCnnRnn, data_dir: str | os.PathLike, splits: Sequence[str] = ("train", "test"),
@@ -286,7 +287,8 @@ def embed_dataset(encoder: CharCnnRnn, data_dir: str | os.PathLike, splits: Sequ
     for split in splits:
         data = load_captioned_split(data_dir, split, with_images=False)
         captions = [c for caps in data.captions for c in caps]
-        flat = _embed_indices(encoder, text_to_indices(captions), batch_size, progress, f"embedding {split}")
+        flat = _embed_indices(encoder, text_to_indices(captions, encoder.exact_demo_encoding), batch_size, progress,
+                              f"embedding {split}")
         path = Path(data_dir) / split / EMBEDDINGS_FILE
         dump_pickle(flat.reshape(len(data), CAPTIONS_PER_IMAGE, encoder.emb_dim), path, protocol=2)
         written[split] = path
@@ -416,7 +418,8 @@ def retrieval(encoder: str | os.PathLike, data_dir: str | os.PathLike, split: st
     n = len(data)
     image_features = embed_images(image_encoder, data.images, batch_size)
     captions = [c for caps in data.captions for c in caps]
-    text_features = _embed_indices(text_encoder, text_to_indices(captions), batch_size, progress, f"embedding {split}")
+    text_features = _embed_indices(text_encoder, text_to_indices(captions, text_encoder.exact_demo_encoding),
+                                   batch_size, progress, f"embedding {split}")
     source = np.repeat(np.arange(n), CAPTIONS_PER_IMAGE)
     top1 = top5 = class_top1 = 0
     for start in range(0, len(source), batch_size):
