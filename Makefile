@@ -15,6 +15,9 @@ CFG2        ?= stageII/cfg/$(DATASET).yml
 DATA_DIR    ?= Data/$(DATASET)
 ENCODER     ?= models/$(DATASET)/text_encoder
 ARGS        ?=
+# WORKERS=2: train as that many MultiWorkerMirroredStrategy workers on this machine (misc/tools/launch.py).
+WORKERS     ?=
+LAUNCH      := $(if $(WORKERS),-m misc.tools.launch --workers $(WORKERS) --)
 PORT        ?= 6006
 LOGDIR      ?= ckt_logs
 # Snapshot for `make sample` / `make demo` (a run folder or model_<iteration>.weights.h5); empty: the
@@ -41,7 +44,8 @@ help:
 	@echo "make test               set up, then run the fast test suite (what CI runs)"
 	@echo "make test-slow          the slow checks (full-width networks, longer runs)"
 	@echo "make train-stage1       set up, make the shapes data and text encoder if missing, train Stage-I"
-	@echo "                        (DATASET=birds|flowers|shapes, CFG=..., ARGS='--set KEY=VALUE ...')"
+	@echo "                        (DATASET=birds|flowers|shapes, CFG=..., ARGS='--set KEY=VALUE ...', WORKERS=2,"
+	@echo "                        ARGS=--mixed-precision)"
 	@echo "make train-stage2       train Stage-II on the newest Stage-I checkpoint of DATASET (CFG2=...)"
 	@echo "make dry-run            build the Stage-I networks of CFG and print their parameter counts"
 	@echo "make sample             evaluation sampler: samples of every test caption of the newest snapshot"
@@ -62,6 +66,7 @@ help:
 	@echo "                        peak memory, birds widths, into bench_results/results.json (ARGS='--help')"
 	@echo "make convert-original   the original release's checkpoint into run folders (CKPT=file DATASET=birds|flowers,"
 	@echo "                        OUT=folder); then make demo/sample/export CKPT=ckt_logs/<dataset>/original_<iteration>"
+	@echo "make import-t7          Reed et al.'s Torch text encoder (T7=file DATASET=birds|flowers) into models/<dataset>/text_encoder"
 
 $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
@@ -99,11 +104,11 @@ ifeq ($(DATASET),shapes)
 train-stage1: data text-encoder
 endif
 train-stage1: $(STAMP)
-	$(PY) stageI/run_exp.py --cfg $(CFG) $(ARGS)
+	$(PY) $(LAUNCH) stageI/run_exp.py --cfg $(CFG) $(ARGS)
 
 # Stage-II finds the newest Stage-I checkpoint of the dataset by itself (TRAIN.PRETRAINED_MODEL '').
 train-stage2: $(STAMP)
-	$(PY) stageII/run_exp.py --cfg $(CFG2) $(ARGS)
+	$(PY) $(LAUNCH) stageII/run_exp.py --cfg $(CFG2) $(ARGS)
 
 dry-run: $(STAMP)
 	$(PY) stageI/run_exp.py --cfg $(CFG) --dry-run
@@ -121,6 +126,12 @@ demo: $(STAMP)
 export: $(STAMP)
 	$(PY) -m misc.generate.export --dataset $(DATASET) --ckt-dir $(LOGDIR) \
 		$(if $(filter command line,$(origin ENCODER)),--encoder $(ENCODER)) $(if $(CKPT),--checkpoint $(CKPT)) $(ARGS)
+
+# Reed et al.'s Torch char-CNN-RNN (T7=<file>.t7) into models/<DATASET>/text_encoder/ (ARGS=--exact-demo-encoding).
+T7          ?=
+import-t7: $(STAMP)
+	$(if $(T7),,$(error give the Torch encoder: make import-t7 T7=<file>.t7 DATASET=birds|flowers))
+	$(PY) -m misc.text.import_t7 $(T7) --dataset $(DATASET) --out $(ENCODER) $(ARGS)
 
 # The original release's checkpoint (CKPT=birds_model_164000.ckpt) into ckt_logs/<DATASET>/original_<iteration>/.
 OUT         ?=

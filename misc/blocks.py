@@ -70,7 +70,7 @@ class CondAugmentation(keras.layers.Layer):
         super().__init__(**kwargs)
         self.ef_dim = ef_dim
         self.cond_augmentation = cond_augmentation
-        self.fc = custom_ops.dense(2 * ef_dim, name="fc")
+        self.fc = custom_ops.dense(2 * ef_dim, name="fc", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.fc.build(input_shape)
@@ -131,7 +131,8 @@ class ConditionalGenerator(keras.Model):
         self.ef_dim = ef_dim
         self.cond_augmentation = cond_augmentation
         self.sync_bn = sync_bn
-        self.ca = CondAugmentation(ef_dim, cond_augmentation, name="ca")
+        # Float32 whatever the policy: mu, log sigma and the KL term stay float32 in mixed precision.
+        self.ca = CondAugmentation(ef_dim, cond_augmentation, name="ca", dtype="float32")
 
     def get_config(self):
         config = super().get_config()
@@ -387,7 +388,8 @@ class LogitHead(keras.layers.Layer):
         self.filters = filters
         self.sync_bn = sync_bn
         self.joint = ConvBlock(filters, 1, activation="leaky_relu", sync_bn=sync_bn, name="joint")
-        self.logit = custom_ops.conv2d(1, CODE_SIZE, strides=CODE_SIZE, name="logit")
+        # Float32 logits in mixed precision, so that the losses are computed in float32.
+        self.logit = custom_ops.conv2d(1, CODE_SIZE, strides=CODE_SIZE, name="logit", dtype="float32")
 
     def build(self, input_shape):
         x_code_shape, c_code_shape = input_shape

@@ -1,12 +1,13 @@
-"""Keras callbacks that carry out the per-iteration and per-epoch work of the original loop.
+"""The per-iteration and per-epoch work of the original loop, as Keras callbacks.
 
 Port of the bookkeeping inside `CondGANTrainer.train` (original `stageI/trainer.py`): learning-rate halving
 at epoch start, TensorBoard scalars per iteration, a snapshot every `TRAIN.SNAPSHOT_INTERVAL`
 iterations, the sample grids and the epoch log (with its NaN check) at epoch end. Each concern is
 one callback so that Stage-II reuses them as they are.
 
-All callbacks expect `self.model` to be a `misc.gan.CondGAN` and `fit(..., steps_per_execution=1)`
-(the default), so that `on_train_batch_end` runs once per iteration.
+The training loop (`misc.training.run_loop`) calls them once per iteration with that iteration's
+losses (`on_train_batch_end(batch, logs)`, batch = the position in the epoch) and once per epoch
+with the epoch means (`on_epoch_end`). They expect `self.model` to be a `misc.gan.CondGAN`.
 """
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ class ScalarSummaries(_IterationCounter):
 
     Tags are the original's names: `d_loss`, `d_loss_real`, `d_loss_wrong`, `d_loss_fake`,
     `g_loss`, `kl_loss`, `d_learning_rate`, `g_learning_rate`, each the value of that single
-    iteration (not an epoch mean), at step = iteration counter.
+    iteration (`logs`, not an epoch mean), at step = iteration counter. With float16 loss scaling,
+    also `d_loss_scale`, `g_loss_scale` and `skipped_steps` (when the loop puts them in `logs`).
 
     Args:
       writer: a `tf.summary` writer (the run folder's).
@@ -91,9 +93,9 @@ class ScalarSummaries(_IterationCounter):
         super().on_train_batch_end(batch, logs)
         if self.iteration % self.interval:
             return
-        values = self.model.last_step_losses()
-        values["d_learning_rate"] = float(self.model.d_optimizer.learning_rate)
-        values["g_learning_rate"] = float(self.model.g_optimizer.learning_rate)
+        values = dict(logs or {})
+        values["d_learning_rate"] = float(self.model.d_optimizer.learning_rate.numpy())
+        values["g_learning_rate"] = float(self.model.g_optimizer.learning_rate.numpy())
         with self.writer.as_default():
             for name, value in values.items():
                 tf.summary.scalar(self.prefix + name, value, step=self.iteration)
@@ -152,10 +154,12 @@ class Snapshots(_IterationCounter):
       dataset: `DATASET_NAME`.
       keep: snapshots kept (the original Saver's 5).
       on_save: called with the weights path after each save (e.g. to print it).
+      record: returns more entries for each snapshot's JSON record (e.g. the skipped-step count).
     """
 
     def __init__(self, run_dir: str | os.PathLike, interval: int, stage: str, dataset: str,
-                 keep: int = checkpoint.KEEP_LAST, on_save: Callable[[Path], None] | None = None):
+                 keep: int = checkpoint.KEEP_LAST, on_save: Callable[[Path], None] | None = None,
+                 record: Callable[[], dict] | None = None):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.interval = interval
@@ -163,6 +167,7 @@ class Snapshots(_IterationCounter):
         self.dataset = dataset
         self.keep = keep
         self.on_save = on_save
+        self.record = record
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -171,7 +176,8 @@ class Snapshots(_IterationCounter):
 
     def _save(self, epoch: int) -> None:
         path = checkpoint.save_checkpoint(self.model, self.run_dir, epoch=epoch, stage=self.stage,
-                                          dataset=self.dataset, keep=self.keep, iteration=self.iteration)
+                                          dataset=self.dataset, keep=self.keep, iteration=self.iteration,
+                                          extra=self.record() if self.record else None)
         self.last_saved = self.iteration
         if self.on_save is not None:
             self.on_save(path)

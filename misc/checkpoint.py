@@ -133,9 +133,11 @@ def save_checkpoint(gan, run_dir: str | os.PathLike, epoch: int, stage: str, dat
         "iteration": iteration,
         "epoch": int(epoch),
         "optimizer_iterations": int(gan.g_optimizer.iterations.numpy()),
+        # With float16 loss scaling each optimiser skips its own non-finite steps.
+        "d_optimizer_iterations": int(gan.d_optimizer.iterations.numpy()),
         # 7 significant digits: the float32 value, printed as the config wrote it (2e-4, not 1.99999995e-4).
-        "d_learning_rate": float(f"{float(gan.d_optimizer.learning_rate):.7g}"),
-        "g_learning_rate": float(f"{float(gan.g_optimizer.learning_rate):.7g}"),
+        "d_learning_rate": float(f"{float(gan.d_optimizer.learning_rate.numpy()):.7g}"),
+        "g_learning_rate": float(f"{float(gan.g_optimizer.learning_rate.numpy()):.7g}"),
         "stage": stage,
         "dataset": dataset,
         **(extra or {}),
@@ -189,10 +191,12 @@ def load_checkpoint(gan, path: str | os.PathLike, stage: str | None = None,
     skipped = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
     if skipped:
         raise CheckpointError(f"{weights_path}: the optimizer state does not match this model ({skipped[0].strip()})")
-    for optimizer in (gan.d_optimizer, gan.g_optimizer):
-        if int(optimizer.iterations.numpy()) != record["optimizer_iterations"]:
+    expected = {"d": record.get("d_optimizer_iterations", record["optimizer_iterations"]),
+                "g": record["optimizer_iterations"]}
+    for side, optimizer in (("d", gan.d_optimizer), ("g", gan.g_optimizer)):
+        if int(optimizer.iterations.numpy()) != expected[side]:
             raise CheckpointError(f"{weights_path}: the optimizer state was not restored "
-                                  f"(step {int(optimizer.iterations.numpy())}, expected {record['optimizer_iterations']})")
+                                  f"(step {int(optimizer.iterations.numpy())}, expected {expected[side]})")
     gan.iteration_offset = record["iteration"] - record["optimizer_iterations"]
     record["path"] = str(weights_path)
     return record

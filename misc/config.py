@@ -59,6 +59,9 @@ _DEFAULTS: dict[str, Any] = {
         "FT_LR_RETIO": 0.1,  # sic: the original's spelling of "ratio"
         "SYNC_BN": True,  # port addition: batch-norm statistics over the global batch on N replicas
         "SUMMARY_INTERVAL": 1,  # port addition: TensorBoard scalars every N iterations (original: 1)
+        # port addition: 'none' (float32), 'bfloat16' (CPUs with AMX / AVX-512 bf16, recent GPUs) or
+        # 'float16' (GPUs; with dynamic loss scaling); variables and losses stay float32
+        "MIXED_PRECISION": "none",
     },
     "GAN": {
         "EMBEDDING_DIM": 128,
@@ -79,6 +82,7 @@ _DEFAULTS: dict[str, Any] = {
 _CHOICES = {
     "EMBEDDING_TYPE": ("cnn-rnn", "skip-thought"),
     "GAN.NETWORK_TYPE": ("default",),  # the unused 'simple' variant is not ported
+    "TRAIN.MIXED_PRECISION": ("none", "bfloat16", "float16"),
 }
 # Keys of the original that this port accepts only at their default, each with what to do instead.
 _DEFAULT_ONLY = {

@@ -32,7 +32,8 @@ ADAM_BETA1 = 0.5
 ADAM_EPSILON = 1e-8
 
 
-def conv2d(filters: int, kernel_size: int, strides: int = 1, name: str | None = None) -> keras.layers.Conv2D:
+def conv2d(filters: int, kernel_size: int, strides: int = 1, name: str | None = None,
+           dtype=None) -> keras.layers.Conv2D:
     """Port of `custom_conv2d`: a 2-D convolution with SAME padding and no bias.
 
     The original's bias code is commented out, and its weights are drawn from a truncated normal
@@ -43,6 +44,7 @@ def conv2d(filters: int, kernel_size: int, strides: int = 1, name: str | None = 
       kernel_size: square kernel size (k_h = k_w in every call of the original).
       strides: square stride (d_h = d_w).
       name: optional layer name.
+      dtype: the layer's dtype policy; None: the global one (mixed precision, `misc.training.precision`).
 
     Returns:
       An unbuilt `keras.layers.Conv2D`.
@@ -55,15 +57,17 @@ def conv2d(filters: int, kernel_size: int, strides: int = 1, name: str | None = 
         use_bias=False,
         kernel_initializer=keras.initializers.TruncatedNormal(mean=0.0, stddev=INIT_STDDEV),
         name=name,
+        dtype=dtype,
     )
 
 
-def dense(units: int, name: str | None = None) -> keras.layers.Dense:
+def dense(units: int, name: str | None = None, dtype=None) -> keras.layers.Dense:
     """Port of `custom_fully_connected`: `x W + b` with W ~ N(0, 0.02^2) and b = 0.
 
     Args:
       units: output size.
       name: optional layer name.
+      dtype: the layer's dtype policy; None: the global one.
 
     Returns:
       An unbuilt `keras.layers.Dense` with no activation.
@@ -74,6 +78,7 @@ def dense(units: int, name: str | None = None) -> keras.layers.Dense:
         kernel_initializer=keras.initializers.RandomNormal(mean=0.0, stddev=INIT_STDDEV),
         bias_initializer="zeros",
         name=name,
+        dtype=dtype,
     )
 
 

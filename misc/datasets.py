@@ -7,8 +7,8 @@ Port of the original `misc/datasets.py` (`TextDataset` loads the pickles, `Datas
 * `BatchSampler` reproduces the original sampling rules in NumPy with one seeded generator: a new
   permutation per epoch with the tail skipped, class-aware wrong images, random crop and flip of real
   and wrong images, and the mean of `num_embedding` distinct caption embeddings per image.
-* `BatchFeeder` / `make_tf_dataset` turn a `BatchSampler` into an infinite `tf.data.Dataset` for
-  `keras.Model.fit`, fed from a thread through a queue (no Python inside the pipeline).
+* `BatchFeeder` turns a `BatchSampler` into an infinite `tf.data.Dataset` for the training loop,
+  one share per replica, fed from a thread through a queue (no Python inside the pipeline).
 * `visualization_batch` picks the rows of the sample grids.
 * `load_captioned_split` reads a split's caption texts (for the text encoder and the evaluation,
   which run before or without the embeddings pickle); `SplitData.captions` reads the same files.
@@ -24,7 +24,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -302,12 +302,35 @@ def load_split(data_dir: str | os.PathLike, split: str, image_size: int,
                      filenames=filenames, class_ids=class_ids)
 
 
+def draw_crops(count: int, room: int, rng: np.random.Generator, flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Crop offsets and flips of `count` images, as the original `Dataset.transform` draws them.
+
+    Offsets are floor(room * U[0, 1)) per axis, so 0..room-1 (the last offset, room, is never
+    drawn), then a flip with probability 0.5.
+
+    Returns:
+      (int (count, 2) (row, column) offsets, bool (count,) flips).
+    """
+    offsets = np.floor(room * rng.random((count, 2))).astype(np.int64)
+    flips = rng.random(count) < FLIP_PROBABILITY if flip else np.zeros(count, bool)
+    return offsets, flips
+
+
+def apply_crops(images: np.ndarray, indices: np.ndarray, offsets: np.ndarray, flips: np.ndarray,
+                crop_size: int) -> np.ndarray:
+    """uint8 (len(indices), s, s, 3) crops of `images[indices]` at `offsets`, mirrored where `flips`."""
+    out = np.empty((len(indices), crop_size, crop_size, images.shape[3]), dtype=images.dtype)
+    for k, (i, (row, col), flipped) in enumerate(zip(indices, offsets, flips)):
+        crop = images[i, row:row + crop_size, col:col + crop_size]
+        out[k] = crop[:, ::-1] if flipped else crop
+    return out
+
+
 def crop_flip(images: np.ndarray, indices: np.ndarray, crop_size: int, rng: np.random.Generator,
               flip: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random crop and horizontal flip of `images[indices]`, each image independently.
 
-    Port of the original `Dataset.transform`: offsets floor((S - s) * U[0, 1)) per axis, so
-    0..S-s-1 (the last offset S-s is never drawn), then a flip with probability 0.5.
+    Port of the original `Dataset.transform` (`draw_crops`, then `apply_crops`).
 
     Args:
       flip: False crops only (no flip is drawn), for labels that a mirror image would contradict.
@@ -315,14 +338,8 @@ def crop_flip(images: np.ndarray, indices: np.ndarray, crop_size: int, rng: np.r
     Returns:
       (uint8 (B, s, s, 3) crops, int (B, 2) (row, column) offsets, bool (B,) flips).
     """
-    room = images.shape[1] - crop_size
-    offsets = np.floor(room * rng.random((len(indices), 2))).astype(np.int64)
-    flips = rng.random(len(indices)) < FLIP_PROBABILITY if flip else np.zeros(len(indices), bool)
-    out = np.empty((len(indices), crop_size, crop_size, images.shape[3]), dtype=images.dtype)
-    for k, (i, (row, col), flip) in enumerate(zip(indices, offsets, flips)):
-        crop = images[i, row:row + crop_size, col:col + crop_size]
-        out[k] = crop[:, ::-1] if flip else crop
-    return out, offsets, flips
+    offsets, flips = draw_crops(len(indices), images.shape[1] - crop_size, rng, flip)
+    return apply_crops(images, indices, offsets, flips, crop_size), offsets, flips
 
 
 def images_to_float(images: np.ndarray) -> np.ndarray:
@@ -336,6 +353,18 @@ def center_crop(images: np.ndarray, size: int = LR_IMSIZE) -> np.ndarray:
     return images[:, offset: offset + size, offset: offset + size]
 
 
+def _draw_caption_ids(count: int, captions: int, num_embedding: int, rng: np.random.Generator) -> np.ndarray:
+    """`num_embedding` distinct caption ids out of `captions` for each of `count` images: (count, k)."""
+    # argsort of uniform noise = an independent random permutation per row; its first k entries are
+    # k distinct captions, as np.random.choice(10, k, replace=False) was in the original.
+    return np.argsort(rng.random((count, captions)), axis=1)[:, :num_embedding]
+
+
+def _mean_embeddings(embeddings: np.ndarray, indices: np.ndarray, caption_ids: np.ndarray) -> np.ndarray:
+    """float32 (B, D): the mean of the chosen captions' embeddings of each image."""
+    return embeddings[indices[:, None], caption_ids].mean(axis=1, dtype=np.float32)
+
+
 def _sample_embeddings(embeddings: np.ndarray, indices: np.ndarray, num_embedding: int,
                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Mean of `num_embedding` distinct random caption embeddings per image.
@@ -345,11 +374,8 @@ def _sample_embeddings(embeddings: np.ndarray, indices: np.ndarray, num_embeddin
     Returns:
       (float32 (B, D) embeddings, int (B, num_embedding) caption ids).
     """
-    # argsort of uniform noise = an independent random permutation per row; its first k entries are
-    # k distinct captions, as np.random.choice(10, k, replace=False) was in the original.
-    caption_ids = np.argsort(rng.random((len(indices), embeddings.shape[1])), axis=1)[:, :num_embedding]
-    chosen = embeddings[indices[:, None], caption_ids]
-    return chosen.mean(axis=1, dtype=np.float32), caption_ids
+    caption_ids = _draw_caption_ids(len(indices), embeddings.shape[1], num_embedding, rng)
+    return _mean_embeddings(embeddings, indices, caption_ids), caption_ids
 
 
 def _check_sizes(data: SplitData, count: int, crop_size: int, num_embedding: int) -> None:
@@ -366,7 +392,7 @@ def _check_sizes(data: SplitData, count: int, crop_size: int, num_embedding: int
 
 
 class BatchSampler:
-    """Draws training batches with the original's rules, in NumPy, from one seeded generator.
+    """Draws training batches with the original's rules, in NumPy, each batch from its own seed.
 
     Port of the original `Dataset.next_batch` (original `misc/datasets.py`):
 
@@ -378,80 +404,93 @@ class BatchSampler:
        independently per image, and mapped to [-1, 1].
     4. The text embedding of each image is the mean of `num_embedding` distinct captions' embeddings.
 
+    Batch k is a pure function of (seed, k): epoch e = k // steps_per_epoch takes its permutation
+    from a generator seeded with (seed, e), and the batch's other draws come from one seeded with
+    (seed, e, k mod steps_per_epoch, 1). A run resumed at iteration k therefore reads the batches an
+    uninterrupted run would have read, and the workers of a cluster draw disjoint rows of the same
+    global batch (`batch(k, rows)`). The original drew everything from NumPy's global generator.
+
     Attributes:
       steps_per_epoch: N // batch_size, batches per permutation (original `updates_per_epoch`).
       num_embedding: captions averaged per image (the requested value capped at C).
-      epochs_completed: permutations finished; -1 before the first batch, as in the original.
+      position: the batch `next_batch` draws next.
     """
 
     def __init__(self, data: SplitData, batch_size: int, crop_size: int, num_embedding: int = 4,
-                 seed: int = 0):
+                 seed: int = 0, start: int = 0):
         """Args:
           data: the split to sample from.
-          batch_size: B.
+          batch_size: B, the global batch.
           crop_size: s, the side of the random crops (64 for Stage-I, 256 for Stage-II).
           num_embedding: captions averaged per image (cfg.TRAIN.NUM_EMBEDDING); capped at C.
-          seed: seed of the generator behind every random choice.
+          seed: seed of every random choice.
+          start: the first batch `next_batch` draws.
 
         Raises:
           DataError: the split has fewer than `batch_size` images, or its images are smaller than the crop.
           ConfigError: a size is not positive.
         """
-        n = len(data)
         _check_sizes(data, batch_size, crop_size, num_embedding)
         self.data = data
         self.batch_size = batch_size
         self.crop_size = crop_size
         self.num_embedding = min(num_embedding, data.captions_per_image)
-        self.steps_per_epoch = n // batch_size
-        self.epochs_completed = -1
-        self._rng = np.random.default_rng(seed)
-        self._perm = np.arange(n)
-        # Starting at N makes the first call draw a permutation, as the original did.
-        self._index_in_epoch = n
+        self.steps_per_epoch = len(data) // batch_size
+        self.seed = int(seed)
+        self.position = int(start)
+        self._permutation: tuple[int, np.ndarray] | None = None
+
+    @property
+    def epochs_completed(self) -> int:
+        """Permutations finished by `next_batch`; -1 before the first batch, as in the original."""
+        return (self.position - 1) // self.steps_per_epoch if self.position else -1
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """The order of the images in `epoch`."""
+        if self._permutation is None or self._permutation[0] != epoch:
+            self._permutation = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.data)))
+        return self._permutation[1]
 
     def next_batch(self) -> dict[str, Any]:
-        """Draw one batch.
+        """The batch at `position`, which then moves on by one (see `batch`)."""
+        self.position += 1
+        return self.batch(self.position - 1)
+
+    def batch(self, index: int, rows: slice | None = None) -> dict[str, Any]:
+        """Draw global batch `index`, or only its `rows` (a worker's share; every draw is made for
+        the whole batch, so a share is exactly those rows of the whole).
 
         Returns:
-          A dict with `images`, `wrong_images` float32 (B, s, s, 3) in [-1, 1] and `embeddings`
-          float32 (B, D); and, for inspection, `indices`, `wrong_indices` (B,), `wrong_draws` (B,)
-          (the uniform draws before the class shift), `wrong_shift` (int), `caption_ids`
-          (B, num_embedding), `crop_offsets`, `wrong_crop_offsets` (B, 2) (row, column), `flips`,
-          `wrong_flips` (B,) bool.
+          A dict with `images`, `wrong_images` float32 (b, s, s, 3) in [-1, 1] and `embeddings`
+          float32 (b, D), b the rows asked for; and, for inspection, `indices`, `wrong_indices` (b,),
+          `wrong_draws` (b,) (the uniform draws before the class shift), `wrong_shift` (int),
+          `caption_ids` (b, num_embedding), `crop_offsets`, `wrong_crop_offsets` (b, 2) (row,
+          column), `flips`, `wrong_flips` (b,) bool.
         """
-        data, rng, b = self.data, self._rng, self.batch_size
-        n = len(data)
-        start = self._index_in_epoch
-        if start + b > n:
-            self._perm = rng.permutation(n)
-            self.epochs_completed += 1
-            start = 0
-        self._index_in_epoch = start + b
-        indices = self._perm[start:start + b]
-
+        data, b = self.data, self.batch_size
+        n, room = len(data), data.image_size - self.crop_size
+        epoch, step = divmod(int(index), self.steps_per_epoch)
+        indices = self.permutation(epoch)[step * b:(step + 1) * b]
+        rng = np.random.default_rng([self.seed, epoch, step, 1])
         wrong_draws = rng.integers(0, n, size=b)
         wrong_shift = int(rng.integers(*WRONG_SHIFT_RANGE))
         collision = data.class_ids[indices] == data.class_ids[wrong_draws]
         wrong_indices = np.where(collision, (wrong_draws + wrong_shift) % n, wrong_draws)
-
-        images, crop_offsets, flips = crop_flip(data.images, indices, self.crop_size, rng)
-        wrong_images, wrong_crop_offsets, wrong_flips = crop_flip(
-            data.images, wrong_indices, self.crop_size, rng)
-        embeddings, caption_ids = _sample_embeddings(data.embeddings, indices, self.num_embedding, rng)
+        crop_offsets, flips = draw_crops(b, room, rng)
+        wrong_crop_offsets, wrong_flips = draw_crops(b, room, rng)
+        caption_ids = _draw_caption_ids(b, data.captions_per_image, self.num_embedding, rng)
+        out = {"indices": indices, "wrong_indices": wrong_indices, "wrong_draws": wrong_draws,
+               "caption_ids": caption_ids, "crop_offsets": crop_offsets, "wrong_crop_offsets": wrong_crop_offsets,
+               "flips": flips, "wrong_flips": wrong_flips}
+        out = {key: value[rows] if rows is not None else value for key, value in out.items()}
         return {
-            "images": images_to_float(images),
-            "wrong_images": images_to_float(wrong_images),
-            "embeddings": embeddings,
-            "indices": indices,
-            "wrong_indices": wrong_indices,
-            "wrong_draws": wrong_draws,
+            "images": images_to_float(apply_crops(data.images, out["indices"], out["crop_offsets"], out["flips"],
+                                                  self.crop_size)),
+            "wrong_images": images_to_float(apply_crops(data.images, out["wrong_indices"], out["wrong_crop_offsets"],
+                                                        out["wrong_flips"], self.crop_size)),
+            "embeddings": _mean_embeddings(data.embeddings, out["indices"], out["caption_ids"]),
             "wrong_shift": wrong_shift,
-            "caption_ids": caption_ids,
-            "crop_offsets": crop_offsets,
-            "wrong_crop_offsets": wrong_crop_offsets,
-            "flips": flips,
-            "wrong_flips": wrong_flips,
+            **out,
         }
 
 
@@ -465,21 +504,34 @@ class BatchFeeder:
     batches into a `tf.queue.FIFOQueue`; the dataset only dequeues, so the pipeline holds no Python
     code and the batches are exactly the sampler's, in order.
 
+    Under `tf.distribute` each replica takes one share of every global batch: the feeder of a
+    worker yields, for global batch k = start, start + 1, ..., the share of each of its replicas in
+    turn (the order `strategy.distribute_datasets_from_function` hands elements to local replicas).
+
     Use as a context manager (or call `close`); feeders still open at interpreter exit are closed.
 
     Args:
-      data, batch_size, crop_size, num_embedding, seed: as for `BatchSampler`.
-      capacity: batches prepared ahead of the training step.
+      data, batch_size, crop_size, num_embedding, seed: as for `BatchSampler` (`batch_size` is the global batch).
+      start: the first global batch (the iteration a run continues from).
+      shares: the rows of the global batch each local replica takes, `(first row, rows)` per
+        replica; default: the whole batch.
+      capacity: shares prepared ahead of the training step.
     """
 
     def __init__(self, data: SplitData, batch_size: int, crop_size: int, num_embedding: int = 4,
-                 seed: int = 0, capacity: int = 4):
-        self._sampler = BatchSampler(data, batch_size, crop_size, num_embedding, seed)  # validates
+                 seed: int = 0, start: int = 0, shares: Sequence[tuple[int, int]] | None = None,
+                 capacity: int = 4):
+        self._sampler = BatchSampler(data, batch_size, crop_size, num_embedding, seed, start)  # validates
+        self.shares = list(shares) if shares is not None else [(0, batch_size)]
+        sizes = {rows for _, rows in self.shares}
+        if len(sizes) != 1 or any(first < 0 or first + rows > batch_size for first, rows in self.shares):
+            raise ValueError(f"shares {self.shares} are not equal slices of a batch of {batch_size}")
+        rows = sizes.pop()
         tf = import_tensorflow()
         self._tf = tf
-        self.shapes = [(batch_size, crop_size, crop_size, 3), (batch_size, crop_size, crop_size, 3),
-                       (batch_size, data.embedding_dim)]
-        self._queue = tf.queue.FIFOQueue(capacity, [tf.float32] * 3, shapes=self.shapes)
+        self.shapes = [(rows, crop_size, crop_size, 3), (rows, crop_size, crop_size, 3),
+                       (rows, data.embedding_dim), (), ()]
+        self._queue = tf.queue.FIFOQueue(capacity, [tf.float32] * 3 + [tf.int64] * 2, shapes=self.shapes)
         self._closed = threading.Event()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._fill, name="stackgan-batch-feeder", daemon=True)
@@ -489,8 +541,12 @@ class BatchFeeder:
     def _fill(self) -> None:
         try:
             while not self._closed.is_set():
-                batch = self._sampler.next_batch()
-                self._queue.enqueue((batch["images"], batch["wrong_images"], batch["embeddings"]))
+                index = self._sampler.position
+                self._sampler.position += 1
+                for first, rows in self.shares:
+                    batch = self._sampler.batch(index, slice(first, first + rows))
+                    self._queue.enqueue((batch["images"], batch["wrong_images"], batch["embeddings"],
+                                         np.int64(index), np.int64(first)))
         except self._tf.errors.CancelledError:
             pass  # closed while waiting for room in the queue
         except BaseException as err:  # noqa: BLE001 - surfaced to the consumer by `close`
@@ -498,10 +554,18 @@ class BatchFeeder:
             self._queue.close(cancel_pending_enqueues=True)
 
     def dataset(self):
-        """An infinite `tf.data.Dataset` of `(images, wrong_images, embeddings)` float32 batches."""
-        tf = self._tf
+        """An infinite `tf.data.Dataset` of `(images, wrong_images, embeddings, step)` shares.
+
+        `step` is `{"iteration": k, "first_row": r}`: the global batch the share belongs to and its
+        first row, from which `misc.gan.CondGAN.train_step` draws the share's noise.
+        """
         queue = self._queue
-        return tf.data.Dataset.from_tensors(0).repeat().map(lambda _: tuple(queue.dequeue()))
+
+        def dequeue(_):
+            images, wrong, embeddings, iteration, first_row = queue.dequeue()
+            return images, wrong, embeddings, {"iteration": iteration, "first_row": first_row}
+
+        return self._tf.data.Dataset.from_tensors(0).repeat().map(dequeue)
 
     def close(self) -> None:
         """Stop the thread; re-raise an error the sampler hit, if any."""
@@ -530,27 +594,6 @@ def _close_open_feeders() -> None:
             feeder.close()
         except BaseException:  # noqa: BLE001 - exiting anyway
             pass
-
-
-def make_tf_dataset(data: SplitData, batch_size: int, crop_size: int, num_embedding: int = 4,
-                    seed: int = 0):
-    """An infinite `tf.data.Dataset` of `(images, wrong_images, embeddings)` batches.
-
-    A shortcut for `BatchFeeder(...).dataset()` whose feeder is closed at exit; the dataset yields
-    the sampler's batches in order, once (iterating it again continues the sequence). Training code
-    should hold a `BatchFeeder` and close it.
-
-    Args:
-      data: the split to sample from.
-      batch_size, crop_size, num_embedding, seed: as for `BatchSampler`.
-
-    Returns:
-      A dataset of float32 tensors with static shapes (B, s, s, 3), (B, s, s, 3), (B, D).
-
-    Raises:
-      DataError: as `BatchSampler`.
-    """
-    return BatchFeeder(data, batch_size, crop_size, num_embedding, seed).dataset()
 
 
 def visualization_batch(data: SplitData, n_rows: int, crop_size: int, num_embedding: int,

@@ -19,7 +19,9 @@ from misc.custom_ops import ADAM_BETA1, ADAM_EPSILON
 # Names of the trackers, in the order the original `stageI/trainer.py` logs them. `kl_loss` is the unweighted
 # KL; the original's `g_loss_kl_loss` summary was COEFF.KL times it.
 LOSS_NAMES = ("d_loss", "d_loss_real", "d_loss_wrong", "d_loss_fake", "g_loss", "kl_loss")
-# Keys of the optional fourth batch element that injects the noise instead of sampling it.
+# Keys of the optional fourth batch element: the training loop's global batch and first row, from
+# which the noise is drawn, or the noise itself (tests inject it).
+STEP_KEYS = ("iteration", "first_row")
 NOISE_KEYS = ("z_d", "eps_d", "z_g", "eps_g")
 
 
@@ -35,28 +37,6 @@ def adam(learning_rate: float, name: str | None = None) -> keras.optimizers.Adam
     """
     return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=ADAM_BETA1, beta_2=0.999,
                                  epsilon=ADAM_EPSILON, name=name)
-
-
-class LastValue(keras.metrics.Metric):
-    """The value of one loss at the latest training step, averaged over replicas.
-
-    The `Mean` trackers average over the epoch (what the progress bar and the epoch log show); the
-    original wrote the value of every single iteration to TensorBoard, which this keeps.
-    Under `tf.distribute` each replica stores its own value; reading the result outside the replicas
-    sums values and counts over replicas, giving their mean.
-    """
-
-    def __init__(self, name: str, **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.value = self.add_variable(shape=(), initializer="zeros", name="value")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
-
-    def update_state(self, value):
-        self.value.assign(tf.cast(value, self.dtype))
-        self.count.assign(1.0)
-
-    def result(self):
-        return tf.math.divide_no_nan(self.value, self.count)
 
 
 class CondGAN(keras.Model):
@@ -79,10 +59,20 @@ class CondGAN(keras.Model):
     The optimisers only see the variables their network owns (`d_variables`, `g_variables`),
     instead of the original's name-prefix filter (`g_`, `d_`).
 
-    Noise: a batch is `(images, wrong_images, embeddings)` and the noise is sampled in the graph
-    (independently on every replica); or `(images, wrong_images, embeddings, noise)` where `noise`
-    is a dict with keys `z_d`, `eps_d`, `z_g`, `eps_g` (global-batch tensors, split over replicas
-    like the images), which makes a step fully reproducible.
+    Noise. The training loop's batches are `(images, wrong_images, embeddings, step)` with `step` =
+    `{"iteration": k, "first_row": r}` (`misc.datasets.BatchFeeder`): the noise of global batch k is
+    drawn with stateless ops from (`seed`, k), row by row of the global batch, so a resumed run draws
+    what an uninterrupted one would have, and a replica holding rows r.. of the batch draws exactly
+    those rows' noise, whatever the number of replicas. The D step's noise and the G step's are two
+    independent draws, as the original re-ran its random ops in each `session.run`. Given
+    `(images, wrong_images, embeddings)` alone, the noise comes from TensorFlow's global generator;
+    given `(..., noise)` with keys `z_d`, `eps_d`, `z_g`, `eps_g`, it is that noise.
+
+    Mixed precision. The networks compute in the global Keras dtype policy (`misc.training.precision`
+    sets it); the conditioning augmentation, the discriminator's logits, the KL term and every loss
+    are float32. With float16, `misc.training.compile_gan` wraps both optimisers in
+    `keras.optimizers.LossScaleOptimizer`: the scaled loss is differentiated, the optimiser unscales
+    the gradients, and a step whose gradients are not finite is skipped while the scale halves.
 
     Args:
       generator: a model called as `generator((embedding, z, epsilon), training=...)` that returns
@@ -95,11 +85,12 @@ class CondGAN(keras.Model):
       b_wrong: include the mismatched-pair term in the D loss (`TRAIN.B_WRONG`).
       cond_augmentation: CA sampling and KL term on (`TRAIN.COND_AUGMENTATION`); off means c = mu
         and no KL, as in the original.
+      seed: the seed of the training noise (`SEED`).
     """
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, z_dim: int = 100,
                  ef_dim: int = 128, kl_coeff: float = 2.0, b_wrong: bool = True,
-                 cond_augmentation: bool = True, **kwargs):
+                 cond_augmentation: bool = True, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
@@ -108,10 +99,10 @@ class CondGAN(keras.Model):
         self.kl_coeff = float(kl_coeff)
         self.b_wrong = bool(b_wrong)
         self.cond_augmentation = bool(cond_augmentation)
+        self.seed = int(seed)
         self.d_optimizer: keras.optimizers.Optimizer | None = None
         self.g_optimizer: keras.optimizers.Optimizer | None = None
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
-        self.last_values = {name: LastValue(name=f"last_{name}") for name in LOSS_NAMES}
         # Added to the optimisers' iteration count to give the original's global `counter`: 0 for a
         # fresh Stage-I run; Stage-II continues the Stage-I counter (set by the checkpoint loader).
         self.iteration_offset = 0
@@ -173,24 +164,40 @@ class CondGAN(keras.Model):
 
     @property
     def iteration(self) -> int:
-        """The original's global iteration `counter`: training steps done (plus `iteration_offset`)."""
+        """The original's global iteration `counter`: optimiser steps done (plus `iteration_offset`).
+
+        A float16 step skipped for non-finite gradients is not counted here; the training loop
+        counts every iteration itself.
+        """
         return self.iteration_offset + int(self.g_optimizer.iterations.numpy())
 
-    def last_step_losses(self) -> dict[str, float]:
-        """The losses of the latest training step (mean over replicas), keyed by `LOSS_NAMES`."""
-        return {name: float(metric.result()) for name, metric in self.last_values.items()}
-
     # ----------------------------------------------------------------------------- graph
-    def sample_noise(self, batch_size) -> tuple[tf.Tensor, Any]:
+    def sample_noise(self, batch_size, seed=None, first_row=0) -> tuple[tf.Tensor, Any]:
         """Draw z ~ N(0, 1) of shape (B, z_dim) and the CA noise epsilon ~ truncated N(0, 1) (B, ef_dim).
 
         Port of the original's in-graph `tf.random_normal` (z) and `tf.truncated_normal` (CA).
-        Stateful TF random ops: seeded by `keras.utils.set_random_seed`, different on every replica.
         Stage-II overrides this when its generator needs more noise.
+
+        Args:
+          batch_size: B, the rows drawn.
+          seed: None: stateful TF random ops (seeded by `keras.utils.set_random_seed`, different on
+            every replica). Else a shape-(2,) int64 seed: stateless draws of rows 0..first_row+B-1,
+            of which rows first_row.. are returned, so a row's noise depends on (seed, row) only.
+          first_row: the first row drawn (with `seed`).
         """
-        z = tf.random.normal((batch_size, self.z_dim))
-        epsilon = tf.random.truncated_normal((batch_size, self.ef_dim))
-        return z, epsilon
+        if seed is None:
+            return tf.random.normal((batch_size, self.z_dim)), tf.random.truncated_normal((batch_size, self.ef_dim))
+        rows = first_row + batch_size
+        fold_in = tf.random.experimental.stateless_fold_in
+        z = tf.random.stateless_normal((rows, self.z_dim), seed=fold_in(seed, 0))
+        epsilon = tf.random.stateless_truncated_normal((rows, self.ef_dim), seed=fold_in(seed, 1))
+        return z[first_row:], epsilon[first_row:]
+
+    def step_seeds(self, iteration) -> tuple[tf.Tensor, tf.Tensor]:
+        """The stateless seeds of the D step's and the G step's noise at global batch `iteration`."""
+        base = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(iteration, tf.int64)])
+        fold_in = tf.random.experimental.stateless_fold_in
+        return fold_in(base, 0), fold_in(base, 1)
 
     def generate(self, embedding, z, epsilon, training: bool):
         """Run the generator: port of `CondGAN.generator` with CA (`generate_condition`).
@@ -250,48 +257,57 @@ class CondGAN(keras.Model):
         """One Adam step of the discriminator on `d_loss`; returns the batch-mean losses."""
         with tf.GradientTape() as tape:
             per_example = self.compute_d_losses(images, wrong_images, embedding, z, epsilon)
-            loss = tf.nn.compute_average_loss(per_example["d_loss"])
+            # A float16 loss-scale optimiser scales the loss here and unscales the gradients.
+            loss = self.d_optimizer.scale_loss(tf.nn.compute_average_loss(per_example["d_loss"]))
         variables = self.d_variables
-        grads = tape.gradient(loss, variables)
-        self.d_optimizer.apply_gradients(zip(grads, variables))
+        self.d_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return {name: tf.reduce_mean(value) for name, value in per_example.items()}
 
     def g_step(self, embedding, z, epsilon) -> dict[str, tf.Tensor]:
         """One Adam step of the generator (and its CA) on `g_loss`; returns the batch-mean losses."""
         with tf.GradientTape() as tape:
             per_example = self.compute_g_losses(embedding, z, epsilon)
-            loss = tf.nn.compute_average_loss(per_example["g_loss"])
+            loss = self.g_optimizer.scale_loss(tf.nn.compute_average_loss(per_example["g_loss"]))
         variables = self.g_variables
-        grads = tape.gradient(loss, variables)
-        self.g_optimizer.apply_gradients(zip(grads, variables))
+        self.g_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return {name: tf.reduce_mean(value) for name, value in per_example.items()}
 
     def train_step(self, data) -> dict[str, tf.Tensor]:
-        """One iteration of the loop of the original `stageI/trainer.py`: a D step, then a G step with fresh noise."""
-        images, wrong_images, embedding, noise = _unpack_batch(data)
-        if noise is None:
-            batch_size = tf.shape(embedding)[0]
+        """One iteration of the loop of the original `stageI/trainer.py`: a D step, then a G step with fresh noise.
+
+        Returns:
+          This step's losses (means over this replica's rows), keyed by `LOSS_NAMES`; the epoch
+          means are in `metrics`.
+        """
+        images, wrong_images, embedding, extra = _unpack_batch(data)
+        batch_size = tf.shape(embedding)[0]
+        if extra is None:
             z_d, eps_d = self.sample_noise(batch_size)
             z_g, eps_g = self.sample_noise(batch_size)
+        elif "iteration" in extra:
+            seed_d, seed_g = self.step_seeds(extra["iteration"])
+            first_row = tf.cast(extra["first_row"], tf.int32)
+            z_d, eps_d = self.sample_noise(batch_size, seed_d, first_row)
+            z_g, eps_g = self.sample_noise(batch_size, seed_g, first_row)
         else:
-            z_d, eps_d, z_g, eps_g = (noise[key] for key in NOISE_KEYS)
+            z_d, eps_d, z_g, eps_g = (extra[key] for key in NOISE_KEYS)
         step_losses = self.d_step(images, wrong_images, embedding, z_d, eps_d)
         step_losses.update(self.g_step(embedding, z_g, eps_g))
         for name in LOSS_NAMES:
             self.trackers[name].update_state(step_losses[name])
-            self.last_values[name].update_state(step_losses[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return step_losses
 
 
 def _unpack_batch(data) -> tuple[Any, Any, Any, Mapping | None]:
-    """Split a batch into images, wrong images, embeddings and the optional noise dict."""
+    """Split a batch into images, wrong images, embeddings and the optional step or noise dict."""
     if len(data) == 3:
         images, wrong_images, embedding = data
         return images, wrong_images, embedding, None
     if len(data) == 4:
-        images, wrong_images, embedding, noise = data
-        missing = [key for key in NOISE_KEYS if key not in noise]
+        images, wrong_images, embedding, extra = data
+        wanted = STEP_KEYS if "iteration" in extra else NOISE_KEYS
+        missing = [key for key in wanted if key not in extra]
         if missing:
-            raise ValueError(f"the noise dict of a batch lacks {missing}")
-        return images, wrong_images, embedding, noise
-    raise ValueError(f"a batch must be (images, wrong_images, embeddings[, noise]), got {len(data)} elements")
+            raise ValueError(f"the dict of a batch lacks {missing}")
+        return images, wrong_images, embedding, extra
+    raise ValueError(f"a batch must be (images, wrong_images, embeddings[, step or noise]), got {len(data)} elements")

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from misc.cli import import_tensorflow
 from misc.config import load_config, parse_override
-from misc.distribute import parse_gpu_list, select_gpus
+from misc.distribute import CLUSTER_TIMEOUT_S, parse_gpu_list, resolve_cluster, select_gpus
 from misc.errors import ConfigError
 from misc.runs import StageInfo, prepare_run
 
@@ -51,7 +51,20 @@ def build_parser(stage: StageInfo, doc: str) -> argparse.ArgumentParser:
                         help="dataset folder (overrides DATA_DIR; default Data/<DATASET_NAME>)")
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                         help="override a config key (VALUE read as YAML), e.g. --set TRAIN.MAX_EPOCH=10; repeatable")
+    parser.add_argument("--mixed-precision", nargs="?", const="bfloat16", choices=("none", "bfloat16", "float16"),
+                        default=None, metavar="bfloat16|float16",
+                        help="train in mixed precision (TRAIN.MIXED_PRECISION): bfloat16 when given alone (CPUs with "
+                             "AMX or AVX-512 bf16, recent GPUs), float16 with loss scaling (GPUs)")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and device messages")
+    workers = parser.add_argument_group(
+        "several machines (MultiWorkerMirroredStrategy; every worker runs the same command; also TF_CONFIG)")
+    workers.add_argument("--cluster", metavar="HOST:PORT,...|slurm", default=None,
+                         help="every worker's address, the same list on each worker (with --task-index), or slurm "
+                              "inside a Slurm job step (srun)")
+    workers.add_argument("--task-index", metavar="I", type=int, default=None,
+                         help="this worker's place in --cluster (0 is the chief, which writes the run folder)")
+    workers.add_argument("--cluster-timeout", metavar="S", type=float, default=CLUSTER_TIMEOUT_S,
+                         help=f"seconds to wait for the other workers (default {CLUSTER_TIMEOUT_S:.0f})")
     evaluation = parser.add_argument_group(
         "evaluation mode (--set TRAIN.FLAG=False: sample the test split with the snapshot of "
         "TRAIN.PRETRAINED_MODEL, default the newest of this stage)")
@@ -89,7 +102,10 @@ def main(stage: StageInfo, doc: str, argv: Sequence[str] | None = None) -> int:
     overrides = dict(parse_override(text) for text in args.overrides)
     if args.data_dir is not None:
         overrides["DATA_DIR"] = args.data_dir
+    if args.mixed_precision is not None:
+        overrides["TRAIN.MIXED_PRECISION"] = args.mixed_precision
     cfg = load_config(args.cfg, overrides=overrides)
+    cluster = resolve_cluster(args.cluster, args.task_index, args.cluster_timeout)
     if args.dry_run:
         for name, count in _load(f"{stage.name}.trainer", args.verbose).count_parameters(cfg).items():
             print(f"{name}: {count}")
@@ -105,7 +121,7 @@ def main(stage: StageInfo, doc: str, argv: Sequence[str] | None = None) -> int:
         return 0
     prepared = prepare_run(cfg, stage, args.resume)
     trainer = _load(f"{stage.name}.trainer", args.verbose)
-    run_dir = trainer.train(cfg, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2, gpus=gpus,
-                            prepared=prepared)
-    print(f"done: {run_dir}")
+    run_dir = trainer.train(cfg, resume=args.resume, gpus=gpus, prepared=prepared, cluster=cluster)
+    if cluster is None or cluster.is_chief:
+        print(f"done: {run_dir}")
     return 0

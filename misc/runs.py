@@ -102,7 +102,7 @@ class PreparedRun:
       start: where it starts.
       train_data, test_data: the splits, at the stage's stored size.
       steps_per_epoch: iterations per epoch (N // batch, the original's `updates_per_epoch`).
-      initial_epoch: epochs already done.
+      initial_epoch: the epoch the run starts in (its first iteration's).
       rows_for_epoch: epoch -> the rows of that epoch's sample grids.
     """
 
@@ -216,8 +216,8 @@ def prepare_run(cfg: Config, stage: StageInfo, resume: str | os.PathLike | None 
     """Check and load what a training run needs before its first step, in the original's order.
 
     The checkpoint to start from, then the data (both splits, the caption files of the grid rows).
-    A run that starts from the previous stage continues its iteration counter and takes its epoch
-    from it (`epoch_start = counter // updates_per_epoch` in the original Stage-II).
+    A run continues the iteration counter of its snapshot, and iteration k belongs to epoch
+    k // steps_per_epoch (`epoch_start = counter // updates_per_epoch` in the original).
 
     Raises:
       ConfigError, DataError, CheckpointError: one sentence each, as `plan_start` and `load_split`;
@@ -231,7 +231,9 @@ def prepare_run(cfg: Config, stage: StageInfo, resume: str | os.PathLike | None 
     train_data = load_split(data_dir, "train", stage.stored_size, cfg.EMBEDDING_TYPE, cfg.TEXT.DIMENSION)
     test_data = load_split(data_dir, "test", stage.stored_size, cfg.EMBEDDING_TYPE, cfg.TEXT.DIMENSION)
     steps_per_epoch = len(train_data) // cfg.TRAIN.BATCH_SIZE
-    initial_epoch = int(start.record["epoch"]) if same_stage else start.iteration // max(steps_per_epoch, 1)
+    # Iteration k is in epoch k // steps_per_epoch, for a resumed run as for one that starts from
+    # the previous stage (the original Stage-II's `epoch_start = counter // updates_per_epoch`).
+    initial_epoch = start.iteration // max(steps_per_epoch, 1)
     _check_epochs_left(cfg, initial_epoch)
     rows_for_epoch = grid_rows_fn(cfg, train_data, test_data, stage.image_size)  # fails now on missing captions
     return PreparedRun(start, train_data, test_data, steps_per_epoch, initial_epoch, rows_for_epoch)

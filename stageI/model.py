@@ -114,7 +114,8 @@ class StageIGenerator(ConditionalGenerator):
         x = tf.concat([c_code, tf.cast(z, c_code.dtype)], axis=-1)
         x = self.fc_bn(self.fc(x), training=training)
         x = tf.reshape(x, [-1, CODE_SIZE, CODE_SIZE, self.gf_dim * 8])
-        return self.decoder(x, training=training), mu, log_sigma
+        # Float32 images in mixed precision too (a no-op in float32).
+        return tf.cast(self.decoder(x, training=training), "float32"), mu, log_sigma
 
     def get_config(self):
         return {**super().get_config(), "z_dim": self.z_dim}

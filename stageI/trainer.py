@@ -70,7 +70,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, **kwargs) -> Pat
     Args:
       cfg: the resolved config.
       resume: a run folder or snapshot to continue in its own folder.
-      **kwargs: as `misc.training.train` (verbose, print_fn, gpus, prepared).
+      **kwargs: as `misc.training.train` (print_fn, gpus, prepared, cluster, show_progress).
 
     Returns:
       The run folder.

@@ -104,7 +104,8 @@ class StageIIGenerator(ConditionalGenerator):
         x = self.joint(x, training=training)
         if self.residual is not None:
             x = self.residual(x, training=training)
-        return self.decoder(x, training=training), mu, log_sigma
+        # Float32 images in mixed precision too (a no-op in float32).
+        return tf.cast(self.decoder(x, training=training), "float32"), mu, log_sigma
 
     def get_config(self):
         return {**super().get_config(), "r_num": self.r_num}
@@ -169,13 +170,19 @@ class StageIIGAN(CondGAN):
         super().__init__(generator, discriminator, **kwargs)
         self.stage1_generator = stage1_generator
 
-    def sample_noise(self, batch_size):
+    def sample_noise(self, batch_size, seed=None, first_row=0):
         """z ~ N(0, 1) (B, z_dim) and the pair of CA noises (Stage-I, Stage-II), each (B, ef_dim).
 
-        The CA noises travel as one tuple in `CondGAN`'s `epsilon` slot.
+        The CA noises travel as one tuple in `CondGAN`'s `epsilon` slot; `seed` and `first_row` as
+        `CondGAN.sample_noise`.
         """
-        z, stage1_epsilon = super().sample_noise(batch_size)
-        stage2_epsilon = tf.random.truncated_normal((batch_size, self.ef_dim))
+        z, stage1_epsilon = super().sample_noise(batch_size, seed, first_row)
+        if seed is None:
+            stage2_epsilon = tf.random.truncated_normal((batch_size, self.ef_dim))
+        else:
+            stage2_epsilon = tf.random.stateless_truncated_normal(
+                (first_row + batch_size, self.ef_dim), seed=tf.random.experimental.stateless_fold_in(seed, 2))
+            stage2_epsilon = stage2_epsilon[first_row:]
         return z, (stage1_epsilon, stage2_epsilon)
 
     def generate_stages(self, embedding, z, epsilon, training: bool):

@@ -113,7 +113,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, **kwargs) -> Pat
       resume: a Stage-II run folder or snapshot to continue in its own folder; otherwise the
         Stage-I generator comes from `TRAIN.PRETRAINED_MODEL` or, if that is '', from the newest
         Stage-I checkpoint under `<OUTPUT_DIR>/<DATASET_NAME>/stageI_*/`.
-      **kwargs: as `misc.training.train` (verbose, print_fn, gpus, prepared).
+      **kwargs: as `misc.training.train` (print_fn, gpus, prepared, cluster, show_progress).
 
     Returns:
       The run folder.

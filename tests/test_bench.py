@@ -62,8 +62,10 @@ def test_format_tables_aligns_every_row_under_its_header_and_skips_empty_section
     time_s = {"mean": 0.3123, "std": 0.01, "min": 0.3, "max": 0.33}
     results = {
         "environment": {"device": "cpu"}, "options": {"policy": "float32", "xla": False}, "notes": ["shared"],
+        "matmul": {"gflop_per_s": 9.0, "size": 4096, "dtype": "float32"},
         "train": [{"stage": "stageI", "batch_size": 32, "steps": 10, "time_s": time_s, "flops_per_step": 12.3e9,
-                   "achieved_flops_per_s": 4.5e9, "samples_per_s": 102.4, "memory": {"rss_peak_mb": 1234.5}}],
+                   "achieved_flops_per_s": 4.5e9, "of_matmul_rate": 0.5, "samples_per_s": 102.4,
+                   "memory": {"rss_peak_mb": 1234.5}}],
         "inference": [],
         "pipeline": [{"stage": "stageII", "crop_size": 256, "batch_size": 16, "sampler": {"samples_per_s": 1234.5},
                       "tf_data": {"samples_per_s": 2345.6}, "train_step_consumes_samples_per_s": 12.345,
@@ -71,11 +73,13 @@ def test_format_tables_aligns_every_row_under_its_header_and_skips_empty_section
     }
     lines = bench.format_tables(results).splitlines()
     assert lines[0] == "device: cpu; policy float32, XLA off"
+    assert lines[1].startswith("matmul peak: 9 GFLOP/s (4096^3 float32 matrix product")
     assert not any("inference" in line for line in lines)
     header, row = lines[lines.index("training step (D step + G step, synthetic batch; warm-up excluded)") + 1:][:2]
     assert header.split() == ["stage", "batch", "steps", "mean", "s", "std", "s", "min", "s", "max", "s",
-                              "GFLOP/step", "GFLOP/s", "img/s", "peak", "RSS", "MB"]
-    assert row.split() == ["stageI", "32", "10", "0.312", "0.010", "0.300", "0.330", "12.3", "4.5", "102.40", "1234"]
+                              "GFLOP/step", "GFLOP/s", "of", "matmul", "img/s", "peak", "RSS", "MB"]
+    assert row.split() == ["stageI", "32", "10", "0.312", "0.010", "0.300", "0.330", "12.3", "4.5", "50%", "102.40",
+                           "1234"]
     assert len(row) == len(header) and header.endswith("peak RSS MB") and row.endswith("1234")
     header, row = lines[-4:-2]
     assert header.split()[-1] == "headroom" and row.split() == ["stageII", "256", "16", "1234", "2346", "12.3", "-"]
@@ -123,6 +127,8 @@ def test_quick_run_writes_complete_json_and_prints_the_tables(quick_run):
     assert options["quick"] is True and options["batch_sizes"] == [2] and options["sections"] == list(bench.SECTIONS)
     assert options["policy"] == "float32" and options["xla"] is False
     assert results["configs"]["stage1"]["GAN"]["GF_DIM"] == 8
+    assert results["matmul"]["dtype"] == "float32" and results["matmul"]["gflop_per_s"] > 0
+    assert all(0 < r["of_matmul_rate"] for r in results["train"] + results["inference"])
 
 
 def test_quick_run_times_both_training_steps_with_flops_and_memory(quick_run):

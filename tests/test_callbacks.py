@@ -10,22 +10,23 @@ from misc.errors import StackGANError
 from misc.gan import LOSS_NAMES, adam
 
 
-def stub_model(iteration=0, losses=None):
-    losses = losses or {name: float(i) for i, name in enumerate(LOSS_NAMES)}
-    return SimpleNamespace(iteration=iteration, d_optimizer=adam(1.0), g_optimizer=adam(1.0),
-                           last_step_losses=lambda: dict(losses))
+STEP_LOSSES = {name: float(i) for i, name in enumerate(LOSS_NAMES)}
 
 
-def run_epochs(callback, model, epochs, steps, first_epoch=0):
-    """Call the hooks in the order `fit` does."""
+def stub_model(iteration=0):
+    return SimpleNamespace(iteration=iteration, d_optimizer=adam(1.0), g_optimizer=adam(1.0))
+
+
+def run_epochs(callback, model, epochs, steps, first_epoch=0, losses=STEP_LOSSES):
+    """Call the hooks in the order `misc.training.run_loop` does, each iteration with `losses`."""
     callback.set_model(model)
     callback.set_params({"steps": steps, "epochs": first_epoch + epochs})
     callback.on_train_begin()
     for epoch in range(first_epoch, first_epoch + epochs):
         callback.on_epoch_begin(epoch)
         for batch in range(steps):
-            callback.on_train_batch_end(batch, {})
-        callback.on_epoch_end(epoch, {})
+            callback.on_train_batch_end(batch, dict(losses))
+        callback.on_epoch_end(epoch, dict(losses))
     callback.on_train_end()
 
 
@@ -68,7 +69,7 @@ def test_scalar_summaries_use_the_original_tags_and_the_iteration_counter(tmp_pa
 def test_snapshots_every_interval_and_at_the_end(monkeypatch):
     saved = []
     monkeypatch.setattr(cb.checkpoint, "save_checkpoint",
-                        lambda model, run_dir, epoch, stage, dataset, keep, iteration: saved.append((iteration, epoch)))
+                        lambda model, run_dir, epoch, stage, dataset, keep, iteration, extra: saved.append((iteration, epoch)))
     run_epochs(cb.Snapshots("run", interval=3, stage="stageI", dataset="birds"), stub_model(), epochs=2, steps=4)
     # Iteration 3 is mid-epoch 0; 6 is mid-epoch 1; the end of training (8) resumes at epoch 2.
     assert saved == [(3, 0), (6, 1), (8, 2)]
@@ -77,7 +78,7 @@ def test_snapshots_every_interval_and_at_the_end(monkeypatch):
 def test_snapshot_on_the_last_iteration_of_an_epoch_resumes_at_the_next(monkeypatch):
     saved = []
     monkeypatch.setattr(cb.checkpoint, "save_checkpoint",
-                        lambda model, run_dir, epoch, stage, dataset, keep, iteration: saved.append((iteration, epoch)))
+                        lambda model, run_dir, epoch, stage, dataset, keep, iteration, extra: saved.append((iteration, epoch)))
     run_epochs(cb.Snapshots("run", interval=4, stage="stageI", dataset="birds"), stub_model(iteration=40),
                epochs=2, steps=4, first_epoch=10)
     assert saved == [(44, 11), (48, 12)]  # no second snapshot of iteration 48 at the end

@@ -362,12 +362,12 @@ def test_a_converted_release_continues_stage2_training_with_fresh_optimisers(rel
     from stageII import trainer
 
     cfg = load_config(REPO / "stageII" / "cfg" / "birds.yml", {
-        **TINY, "GAN.R_NUM": R_NUM, "DATA_DIR": str(tiny_birds), "OUTPUT_DIR": str(tmp_path / "out"), "TRAIN.MAX_EPOCH": 11,
+        **TINY, "GAN.R_NUM": R_NUM, "DATA_DIR": str(tiny_birds), "OUTPUT_DIR": str(tmp_path / "out"), "TRAIN.MAX_EPOCH": 346,
         "TRAIN.PRETRAINED_MODEL": str(release["written"][0].parent)})
     lines = []
     run_dir = trainer.train(cfg, print_fn=lines.append)
     start = next(line for line in lines if line.startswith("starting from"))
-    assert "iteration 1380, continuing with epoch 11" in start and "the optimiser state starts fresh" in start
+    # 18 tiny images / batch 4 = 4 iterations per epoch: iteration 1380 begins epoch 346 (1380 // 4 + 1).
+    assert "iteration 1380, continuing with epoch 346" in start and "the optimiser state starts fresh" in start
     record = read_metadata(latest_checkpoint(run_dir))
-    # 18 tiny images / batch 4: 4 iterations of epoch 11, counted on from the release's 1380.
-    assert (record["iteration"], record["optimizer_iterations"], record["epoch"]) == (1384, 4, 11)
+    assert (record["iteration"], record["optimizer_iterations"], record["epoch"]) == (1384, 4, 346)

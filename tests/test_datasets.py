@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from misc.datasets import (EMBEDDING_FILES, BatchFeeder, BatchSampler, SplitData, crop_flip, load_split,
-                           make_tf_dataset, visualization_batch)
+                           visualization_batch)
 from misc.errors import ConfigError, DataError
 from misc.pickle_io import dump_pickle
 from tiny_data import caption_text, make_synthetic_split, python2_pickle_bytes
@@ -305,34 +305,47 @@ def test_sampler_errors():
         BatchSampler(data, 2, 8, num_embedding=0)
 
 
-def test_tf_dataset_matches_the_sampler():
-    data = make_synthetic_split(n=20, image_size=10, emb_dim=6)
-    dataset = make_tf_dataset(data, 4, 8, num_embedding=4, seed=11)
-    images_spec, wrong_spec, emb_spec = dataset.element_spec
-    assert images_spec.shape == (4, 8, 8, 3) and wrong_spec.shape == (4, 8, 8, 3)
-    assert emb_spec.shape == (4, 6)
-    assert {s.dtype.name for s in dataset.element_spec} == {"float32"}
-    sampler = BatchSampler(data, 4, 8, num_embedding=4, seed=11)
-    expected = [sampler.next_batch() for _ in range(7)]  # crosses an epoch boundary
-    for batch, (images, wrong, emb) in zip(expected, dataset.take(7)):
-        np.testing.assert_array_equal(images.numpy(), batch["images"])
-        np.testing.assert_array_equal(wrong.numpy(), batch["wrong_images"])
-        np.testing.assert_array_equal(emb.numpy(), batch["embeddings"])
-    with pytest.raises(DataError, match="fewer than one batch of 21"):
-        make_tf_dataset(data, 21, 8)
-
-
-def test_batch_feeder_closes_and_continues_the_sequence():
+def test_a_batch_is_a_function_of_the_seed_and_its_index():
     data = make_synthetic_split(n=20, image_size=10, emb_dim=6)
     sampler = BatchSampler(data, 4, 8, num_embedding=2, seed=3)
-    expected = [sampler.next_batch()["images"] for _ in range(4)]
-    with BatchFeeder(data, 4, 8, num_embedding=2, seed=3) as feeder:
+    sequence = [sampler.next_batch() for _ in range(12)]  # three epochs of 5 batches: crosses two
+    resumed = BatchSampler(data, 4, 8, num_embedding=2, seed=3, start=7)
+    for k in (7, 8, 11):
+        again = resumed.next_batch() if k < 9 else BatchSampler(data, 4, 8, num_embedding=2, seed=3).batch(k)
+        for key, value in sequence[k].items():
+            np.testing.assert_array_equal(again[key], value, err_msg=f"batch {k} {key}")
+
+
+def test_a_share_is_those_rows_of_the_global_batch():
+    data = make_synthetic_split(n=20, image_size=10, emb_dim=6)
+    sampler = BatchSampler(data, 4, 8, num_embedding=2, seed=3)
+    whole = sampler.batch(6)
+    halves = [sampler.batch(6, slice(0, 2)), sampler.batch(6, slice(2, 4))]
+    for key in ("images", "wrong_images", "embeddings", "indices", "wrong_indices", "caption_ids", "flips"):
+        np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[key], err_msg=key)
+    assert halves[0]["wrong_shift"] == halves[1]["wrong_shift"] == whole["wrong_shift"]
+
+
+def test_feeder_yields_each_replicas_share_with_its_global_batch_and_first_row():
+    data = make_synthetic_split(n=20, image_size=10, emb_dim=6)
+    sampler = BatchSampler(data, 4, 8, num_embedding=4, seed=11)
+    with BatchFeeder(data, 4, 8, num_embedding=4, seed=11, start=3, shares=[(0, 2), (2, 2)]) as feeder:
         dataset = feeder.dataset()
-        got = [images.numpy() for images, _, _ in dataset.take(2)]
-        got += [images.numpy() for images, _, _ in dataset.take(2)]  # a new iterator continues
-    for want, have in zip(expected, got):
-        np.testing.assert_array_equal(have, want)
+        images_spec, wrong_spec, emb_spec, step_spec = dataset.element_spec
+        assert images_spec.shape == (2, 8, 8, 3) and emb_spec.shape == (2, 6)
+        got = [tuple(element) for element in dataset.take(6)]  # batches 3, 4, 5 (an epoch boundary), two shares each
+    for n, (images, wrong, emb, step) in enumerate(got):
+        k, first = 3 + n // 2, (n % 2) * 2
+        assert (int(step["iteration"]), int(step["first_row"])) == (k, first)
+        want = sampler.batch(k, slice(first, first + 2))
+        np.testing.assert_array_equal(images.numpy(), want["images"])
+        np.testing.assert_array_equal(wrong.numpy(), want["wrong_images"])
+        np.testing.assert_array_equal(emb.numpy(), want["embeddings"])
     assert not feeder._thread.is_alive()
+    with pytest.raises(DataError, match="fewer than one batch of 21"):
+        BatchFeeder(data, 21, 8)
+    with pytest.raises(ValueError, match="not equal slices"):
+        BatchFeeder(data, 4, 8, shares=[(0, 3), (3, 1)])
 
 
 def test_visualization_batch(tiny_birds):

@@ -46,7 +46,8 @@ def test_default_strategy_on_a_cpu_machine():
 # SGD instead of Adam: Adam's first step is lr * sign(gradient), which turns float rounding noise in
 # gradients that are exactly zero in theory (the bias of the Dense layer before G's first BN) into
 # +-lr differences; SGD shows the gradients themselves, i.e. the loss scaling (stack notes G2).
-# The step runs eagerly through `strategy.run`, the call `fit` makes inside its tf.function.
+# The step runs eagerly through `strategy.run`, the call `misc.training.distributed_step` makes in its
+# tf.function; the losses are reduced over the replicas as it reduces them.
 # Seeded: about 1 start in 12-15 of this tiny model (batch 4, BN epsilon 1e-5 as in the original) has
 # a channel of almost no variance, whose BN turns float rounding into 1e-5..6e-3 weight differences,
 # and then merely reordering the batch on one device does the same (seed 27: 2e-4). The reordered
@@ -84,9 +85,10 @@ TWO_REPLICAS_SCRIPT = textwrap.dedent("""
         gan.set_weights(initial)
         # The global batch of 4 is split 2 + 2 over the replicas, noise included.
         dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
-        strategy.run(gan.train_step, args=(next(iter(dataset)),))
+        per_replica = strategy.run(gan.train_step, args=(next(iter(dataset)),))
+        losses = {name: float(strategy.reduce("MEAN", v, axis=None)) for name, v in per_replica.items()}
         state = gan.weights + gan.d_optimizer.variables + gan.g_optimizer.variables
-        return [np.asarray(v.numpy()) for v in state], gan.last_step_losses()
+        return [np.asarray(v.numpy()) for v in state], losses
 
     single, single_losses = one_step(tf.distribute.get_strategy())
     plain_batch, order = batch, np.array([2, 3, 0, 1])

@@ -249,7 +249,7 @@ def test_inception_scores_with_a_stand_in_network(setup, tmp_path, capsys, monke
 def test_missing_or_corrupt_weights_are_one_line_errors(setup, tmp_path, capsys):
     images = _write_samples(tmp_path / "real", setup[0], captions=(0,))
     err = _one_line_error(capsys, _args(setup, images, "--inception-weights", str(tmp_path / "none.weights.h5")))
-    assert "Inception weights file not found" in err and "README" in err
+    assert "Inception weights file not found" in err and "docs/evaluation.md" in err
     corrupt = tmp_path / "bad.weights.h5"
     corrupt.write_bytes(b"garbage")
     err = _one_line_error(capsys, _args(setup, images, "--inception-weights", str(corrupt)))

@@ -2,7 +2,7 @@
 
 New in the port: the serving counterpart of the original demo (`demo/get_embedding.lua` in Lua
 Torch, then `demo/demo.py` in TF 0.12) . The SavedModel holds our char-CNN-RNN text encoder
-(`models/<dataset>/text_encoder`, with the text -> one-hot step `encode_text_tf` in the graph) and
+(`models/<dataset>/text_encoder`, with the text -> one-hot step `CharCnnRnn.encode_texts` in the graph) and
 the generators of one snapshot, restored by `misc.generate.inference.load_generators` (Stage-I and Stage-II
 from a Stage-II snapshot, Stage-I alone from a Stage-I one). Serving it needs TensorFlow alone: no
 Keras model classes, no code of this project.
@@ -60,7 +60,6 @@ import keras  # noqa: E402
 from misc.generate.inference import (  # noqa: E402
     MODELS_DIR, add_model_arguments, encoder_dir, load_model_arguments, resolve_model_arguments,
 )
-from misc.text.char_cnn_rnn import encode_text_tf  # noqa: E402
 
 SAVED_MODEL_DIR = "saved_model"
 INFO_FILE = "export.json"
@@ -169,7 +168,7 @@ def build_archive(models, encoder=None):
     # a `tf.function` called from several graphs was traced twice.
     def embed_text(captions):
         rows, (padded,) = _at_least_one_row(captions)
-        return encoder(encode_text_tf(padded))[:rows]
+        return encoder(encoder.encode_texts(padded))[:rows]  # the encoder's own text encoding
 
     def generate_images(embeddings, *noise):
         rows = tf.shape(embeddings)[0]

@@ -55,6 +55,7 @@ import keras  # noqa: E402
 
 from misc.datasets import BatchFeeder, BatchSampler, SplitData  # noqa: E402
 from misc.text.char_cnn_rnn import WIDTHS, CharCnnRnn, encode_text_tf  # noqa: E402
+from misc import training  # noqa: E402
 from stageI import STAGE as STAGE_I  # noqa: E402
 from stageI import trainer as stage1_trainer  # noqa: E402
 from stageII import STAGE as STAGE_II  # noqa: E402
@@ -84,8 +85,10 @@ CAPTIONS_PER_IMAGE = 10
 FEEDER_DRAIN = 6
 # Policies of `--mixed-precision`: bfloat16 on CPUs (oneDNN; float16 has no fast CPU kernels),
 # float16 on GPUs.
-POLICIES = {"cpu": "mixed_bfloat16", "gpu": "mixed_float16"}
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# The matrix product whose rate is the machine's practical peak for these networks (4096^3: 137 GFLOP).
+MATMUL_SIZE = 4096
+MATMUL_REPEATS = 3
 MIB = 1024 * 1024
 DESCRIPTION = """\
 Measure StackGAN at the widths of the configs (birds by default) on synthetic tensors, and write the
@@ -159,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-limit", type=_positive(float), default=None, metavar="SECONDS",
                         help=f"stop a measurement's timed steps after this long, once {MIN_TIMED_STEPS} are timed "
                              f"(default {DEFAULTS['time_limit']:g})")
-    parser.add_argument("--mixed-precision", action="store_true",
-                        help="Keras mixed precision: policy mixed_bfloat16 on CPU, mixed_float16 on GPU")
+    parser.add_argument("--mixed-precision", nargs="?", const="bfloat16", default="none",
+                        choices=("none", "bfloat16", "float16"), metavar="bfloat16|float16",
+                        help="measure in mixed precision as training does (TRAIN.MIXED_PRECISION): bfloat16 when "
+                             "given alone, float16 with dynamic loss scaling (GPUs)")
     parser.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
                         help="compile the measured functions with XLA (jit_compile); default: what Keras fit "
                              "does, i.e. XLA on a GPU, not on a CPU")
@@ -196,6 +201,7 @@ def load_configs(args: argparse.Namespace) -> dict[str, Config]:
     """The Stage-I and Stage-II configs, with `--quick`'s tiny widths and then `--set` applied."""
     overrides = dict(QUICK_OVERRIDES) if args.quick else {}
     overrides.update(parse_override(text) for text in args.overrides)
+    overrides["TRAIN.MIXED_PRECISION"] = args.mixed_precision
     return {stage: load_config(getattr(args, f"cfg{stage[-1]}"), overrides=overrides) for stage in ("stage1", "stage2")}
 
 
@@ -325,6 +331,25 @@ class MemoryProbe:
         if self.gpu:
             out["gpu_peak_mb"] = round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / MIB, 1)
         return out
+
+
+def matmul_rate(dtype: str, quick: bool = False) -> dict[str, Any]:
+    """The machine's matrix-product rate in `dtype`: the best of `MATMUL_REPEATS` products of two
+    `MATMUL_SIZE`-square matrices (256 with `quick`), after one untimed product."""
+    size = 256 if quick else MATMUL_SIZE
+    a = tf.random.stateless_normal((size, size), seed=(1, 2), dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
+    product = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y)[:1, :1], tf.float32)))
+    product(a, b)
+    times = []
+    for _ in range(MATMUL_REPEATS):
+        start = time.perf_counter()
+        product(a, b).numpy()
+        times.append(time.perf_counter() - start)
+    flops = 2.0 * size ** 3
+    print(f"matmul {size}^3 {dtype}: {flops / min(times) / 1e9:.0f} GFLOP/s", flush=True)
+    return {"dtype": dtype, "size": size, "flops": flops, "seconds": [round(s, 6) for s in times],
+            "gflop_per_s": flops / min(times) / 1e9}
 
 
 def _release_models() -> None:
@@ -581,18 +606,19 @@ def _seconds(statistic: str, width: int) -> tuple[str, int, Callable[[dict], str
 
 _BATCH = ("batch", 6, lambda r: str(r["batch_size"]))
 _ACHIEVED = ("GFLOP/s", 9, lambda r: f"{r['achieved_flops_per_s'] / 1e9:.1f}")
+_OF_PEAK = ("of matmul", 10, lambda r: "-" if r.get("of_matmul_rate") is None else f"{r['of_matmul_rate']:.0%}")
 _PEAK_RSS = ("peak RSS MB", 12, lambda r: f"{r['memory']['rss_peak_mb']:.0f}")
 _TRAIN_COLUMNS = (
     ("stage", 8, lambda r: r["stage"]), _BATCH, ("steps", 6, lambda r: str(r["steps"])),
     _seconds("mean", 9), _seconds("std", 8), _seconds("min", 8), _seconds("max", 8),
-    ("GFLOP/step", 12, lambda r: f"{r['flops_per_step'] / 1e9:.1f}"), _ACHIEVED,
+    ("GFLOP/step", 12, lambda r: f"{r['flops_per_step'] / 1e9:.1f}"), _ACHIEVED, _OF_PEAK,
     ("img/s", 8, lambda r: f"{r['samples_per_s']:.2f}"), _PEAK_RSS,
 )
 _INFERENCE_COLUMNS = (
     ("what", 15, lambda r: r["what"]), _BATCH, ("calls", 6, lambda r: str(r["steps"])),
     _seconds("mean", 9), _seconds("std", 8),
     ("images/s", 10, lambda r: f"{r['images_per_s']:.2f}"),
-    ("GFLOP/img", 11, lambda r: f"{r['flops_per_image'] / 1e9:.2f}"), _ACHIEVED, _PEAK_RSS,
+    ("GFLOP/img", 11, lambda r: f"{r['flops_per_image'] / 1e9:.2f}"), _ACHIEVED, _OF_PEAK, _PEAK_RSS,
 )
 _PIPELINE_COLUMNS = (
     ("stage", 8, lambda r: r["stage"]), ("crop", 5, lambda r: str(r["crop_size"])), _BATCH,
@@ -607,6 +633,10 @@ def format_tables(results: dict[str, Any]) -> str:
     """The results as plain-text tables."""
     lines = [f"device: {results['environment']['device']}; policy {results['options']['policy']}, "
              f"XLA {'on' if results['options']['xla'] else 'off'}"]
+    matmul = results.get("matmul")
+    if matmul:
+        lines.append(f"matmul peak: {matmul['gflop_per_s']:.0f} GFLOP/s ({matmul['size']}^3 {matmul['dtype']} matrix "
+                     "product, best of its repeats); 'of matmul' is each step's rate against it")
     if results["train"]:
         lines += _table("training step (D step + G step, synthetic batch; warm-up excluded)",
                         _TRAIN_COLUMNS, results["train"])
@@ -628,18 +658,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     gpus = tf.config.list_physical_devices("GPU")
     args.xla = bool(gpus) if args.xla is None else args.xla
-    policy = POLICIES["gpu" if gpus else "cpu"] if args.mixed_precision else "float32"
+    policy = training.POLICIES[args.mixed_precision]
     env = environment(tf, gpus)
     notes = []
     if not gpus:
         notes.append("CPU timings; on a machine shared with other work they vary from run to run "
                      f"(load average {env['load_average_at_start']} at the start)")
-    if args.mixed_precision and not gpus and not env["cpu_bf16_instructions"]:
-        notes.append("this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16): bfloat16 is emulated and "
-                     "slower than float32 here")
-    if args.mixed_precision and gpus:
-        notes.append("mixed_float16 without loss scaling: CondGAN.train_step applies plain Adam to unscaled "
-                     "gradients (keras.optimizers.LossScaleOptimizer is not used), so small gradients may underflow")
+    precision_note = training.precision_note(args.mixed_precision)
+    if precision_note:
+        notes.append(precision_note.removeprefix("note: "))
     results: dict[str, Any] = {
         "schema": 1, "complete": False, "environment": env,
         "options": {"sections": args.only, "batch_sizes": args.batch_sizes, "steps": args.steps,
@@ -662,16 +689,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def recorder(section: str) -> Callable[[dict], None]:
         def record(entry: dict) -> None:
+            if "achieved_flops_per_s" in entry and results.get("matmul"):
+                entry["of_matmul_rate"] = entry["achieved_flops_per_s"] / (results["matmul"]["gflop_per_s"] * 1e9)
             results[section].append(entry)
             save()
         return record
 
     memory = MemoryProbe(gpu=bool(gpus))
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(args.seed)
+    if {"stage1", "stage2", "inference"} & set(args.only):
+        results["matmul"] = matmul_rate(keras.mixed_precision.Policy(policy).compute_dtype, args.quick)
+        save()
     # The quickest measurements first, so that an interrupted run has kept most of them.
-    try:
+    with training.precision(args.mixed_precision):
         if "pipeline" in args.only:
             for stage in ("stage1", "stage2"):
                 bench_pipeline(stage, cfgs[stage], args, memory, recorder("pipeline"))
@@ -680,8 +710,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for stage in ("stage1", "stage2"):
             if stage in args.only:
                 bench_train(stage, cfgs[stage], args, memory, recorder("train"))
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
     if any(not r["losses_finite"] for r in results["train"]):
         notes.append("some training steps gave non-finite losses (see epoch_mean_losses)")
     results["environment"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
