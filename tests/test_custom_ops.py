@@ -98,6 +98,36 @@ def test_batch_norm_momentum_is_tf_decay_and_uses_biased_batch_variance():
     np.testing.assert_allclose(y_test, expected_test, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(8, 6, 6, 5), (12, 7)])
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batch_norm_matches_keras_batch_norm(shape, policy):
+    """The fused kernel gives Keras' outputs, gradients and moving averages, in both phases."""
+    fused = custom_ops.BatchNorm(momentum=0.9, epsilon=1e-5, dtype=policy,
+                                 gamma_initializer=keras.initializers.RandomNormal(1.0, 0.3),
+                                 beta_initializer=keras.initializers.RandomNormal(0.0, 0.3))
+    plain = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, dtype=policy)
+    fused.build(shape)
+    plain.build(shape)
+    plain.set_weights(fused.get_weights())
+    x = tf.random.stateless_normal(shape, seed=(1, 2)) * 3.0 + 1.0
+    weight = tf.random.stateless_normal(shape, seed=(3, 4))
+    tol = 1e-5 if policy == "float32" else 2e-2
+    for training in (True, False):
+        grads = []
+        for layer in (fused, plain):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=training)
+                loss = tf.reduce_sum(tf.cast(y, tf.float32) * weight)
+            grads.append([y] + tape.gradient(loss, [x] + layer.trainable_weights))
+        assert grads[0][0].dtype == grads[1][0].dtype == fused.compute_dtype
+        for a, b in zip(*grads):
+            a, b = np.asarray(tf.cast(a, tf.float32)), np.asarray(tf.cast(b, tf.float32))
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+        for a, b in zip(fused.non_trainable_weights, plain.non_trainable_weights):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5)
+
+
 def test_leaky_relu_slope():
     y = custom_ops.leaky_relu(tf.constant([-1.0, 0.0, 2.0, -10.0]))
     np.testing.assert_allclose(y.numpy(), [-0.2, 0.0, 2.0, -2.0], rtol=1e-6)

@@ -55,6 +55,7 @@ tf = import_tensorflow()  # quietly, before the modules below import TensorFlow
 
 import keras  # noqa: E402
 
+from misc import custom_ops  # noqa: E402
 from misc.checkpoint import save_checkpoint  # noqa: E402
 from stageI import STAGE as STAGE_I  # noqa: E402
 from stageI import trainer as stage1_trainer  # noqa: E402
@@ -138,7 +139,7 @@ def original_names(network: keras.Layer, scope: str, fc_bn: keras.Layer | None =
         op = _indexed("custom_fully_connected", k)
         names[f"{scope}/{op}/Linear/Matrix"] = dense.kernel
         names[f"{scope}/{op}/Linear/bias"] = dense.bias
-    norms = [bn for bn in _layers(network, keras.layers.BatchNormalization) if bn is not fc_bn]
+    norms = [bn for bn in _layers(network, custom_ops.BatchNorm) if bn is not fc_bn]
     prefixes = [f"{scope}/{op}/{op}" for op in (_indexed("conv_batch_norm", k) for k in range(len(norms)))]
     if fc_bn is not None:
         norms.append(fc_bn)
