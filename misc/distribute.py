@@ -35,7 +35,7 @@ class Cluster:
       source: where the cluster comes from: "TF_CONFIG", "--cluster" or "slurm".
       workers: the worker addresses (empty for Slurm until `resolver` reads the job).
       task_index: this worker's index among them (0 is the chief, which writes the run folder).
-      timeout: seconds to wait for every worker to start, and for a collective operation.
+      timeout: seconds to wait for every worker to start.
     """
 
     source: str
@@ -255,8 +255,10 @@ def get_strategy(devices: Sequence[str] | None = None, expected_gpus: int | None
         spec = resolver.cluster_spec()
         rendezvous(cluster, [*spec.job_tasks("chief"), *spec.job_tasks("worker")] if "chief" in spec.jobs
                    else spec.job_tasks("worker"))
-        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=cluster.timeout)
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
+        # No `CommunicationOptions(timeout_seconds=...)`: with a timeout, every collective op starts a
+        # thread that outlives it (TF 2.21: about 300 threads a second in a shapes Stage-I run, until
+        # thread creation fails). A stopped peer is reported by gRPC and the coordination service instead.
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     if devices is not None:
         return tf.distribute.MirroredStrategy(list(devices))
     gpus = tf.config.list_logical_devices("GPU")

@@ -371,3 +371,71 @@ def test_a_converted_release_continues_stage2_training_with_fresh_optimisers(rel
     assert "iteration 1380, continuing with epoch 346" in start and "the optimiser state starts fresh" in start
     record = read_metadata(latest_checkpoint(run_dir))
     assert (record["iteration"], record["optimizer_iterations"], record["epoch"]) == (1384, 4, 346)
+
+
+SERVE_FULL_WIDTH = '''
+import json, sys
+import numpy as np
+import tensorflow as tf
+
+before = set(sys.modules)  # what importing TensorFlow itself brings in
+args = json.loads(sys.argv[1])
+data = np.load(args["inputs"])
+model = tf.saved_model.load(args["export"])
+out = model.signatures["from_embeddings_with_noise"](
+    embeddings=tf.constant(data["embeddings"]), z=tf.constant(data["z"]),
+    epsilon1=tf.constant(data["epsilon1"]), epsilon2=tf.constant(data["epsilon2"]))
+seeded = model.signatures["from_embeddings"](embeddings=tf.constant(data["embeddings"]), seed=tf.constant(0, tf.int64))
+np.savez(args["results"], **{k: v.numpy() for k, v in out.items()}, seeded_stage2=seeded["stage2_images"].numpy())
+print(json.dumps({"signatures": sorted(model.signatures),
+                  "modules": sorted(m for m in set(sys.modules) - before
+                                    if m.split(".")[0] in ("keras", "misc", "stageI", "stageII"))}))
+'''
+
+
+@pytest.mark.slow
+def test_a_full_width_release_file_converts_exports_and_serves_with_tensorflow_alone(tmp_path, monkeypatch):
+    """The release's birds Stage-II file at full width (V1, random weights) through `convert_original` and
+    `export` on the command line; a process importing only TensorFlow turns embeddings into 64 and 256 px
+    images that match the independent rebuild of the original graphs."""
+    widths = dict(gf=128, df=64, ef=128, z=100, text_dim=1024)
+    weights = random_weights(original_variables(**widths), seed=5)
+    source = write_v1(tmp_path / "birds_model_164000.ckpt", weights)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    run = lambda *cmd: subprocess.run([sys.executable, *cmd], cwd=REPO, env=env, capture_output=True, text=True,
+                                      timeout=900)
+    converted = run("-m", "misc.tools.convert_original", str(source), "--dataset", "birds",
+                    "--ckt-dir", str(tmp_path / "ckt"))
+    assert converted.returncode == 0, converted.stderr[-2000:]
+    run_dir = tmp_path / "ckt" / "birds" / "original_164000"
+    exported = run("-m", "misc.generate.export", "--dataset", "birds", "--checkpoint", str(run_dir),
+                   "--out", str(tmp_path / "export"))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+
+    rng = np.random.default_rng(8)
+    n = 3
+    inputs = {"embeddings": rng.standard_normal((n, 1024)).astype(np.float32),
+              "z": rng.standard_normal((n, 100)).astype(np.float32),
+              "epsilon1": np.clip(rng.standard_normal((n, 128)), -2, 2).astype(np.float32),
+              "epsilon2": np.clip(rng.standard_normal((n, 128)), -2, 2).astype(np.float32)}
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    (tmp_path / "serve.py").write_text(SERVE_FULL_WIDTH, encoding="utf-8")
+    clean = {k: v for k, v in env.items() if not k.startswith("PYTHON")}
+    args = {"inputs": str(tmp_path / "inputs.npz"), "results": str(tmp_path / "results.npz"),
+            "export": str(tmp_path / "export")}
+    served = subprocess.run([sys.executable, "-I", str(tmp_path / "serve.py"), json.dumps(args)], cwd=tmp_path,
+                            env=clean, capture_output=True, text=True, timeout=600)
+    assert served.returncode == 0, served.stderr[-2000:]
+    report = json.loads(served.stdout.strip().splitlines()[-1])
+    assert report["modules"] == [] and "from_embeddings" in report["signatures"]
+
+    got = np.load(tmp_path / "results.npz")
+    assert got["stage1_images"].shape == (n, 64, 64, 3) and got["stage2_images"].shape == (n, 256, 256, 3)
+    assert got["seeded_stage2"].shape == (n, 256, 256, 3) and np.isfinite(got["seeded_stage2"]).all()
+    monkeypatch.setattr(sys.modules[__name__], "GF", 128)
+    monkeypatch.setattr(sys.modules[__name__], "EF", 128)
+    v = {name: tf.constant(value) for name, value in weights.items()}
+    low = reference_stage1(v, inputs["embeddings"], inputs["z"], inputs["epsilon1"])
+    high = reference_stage2(v, low, inputs["embeddings"], inputs["epsilon2"])
+    np.testing.assert_allclose(got["stage1_images"], (low.numpy() + 1) / 2, atol=1e-4)
+    np.testing.assert_allclose(got["stage2_images"], (high.numpy() + 1) / 2, atol=1e-4)

@@ -179,8 +179,30 @@ def _uniform_init(init_range: float) -> keras.initializers.Initializer:
     return keras.initializers.RandomUniform(-init_range, init_range)
 
 
+class _FixedSteps(keras.layers.Layer):
+    """What `FixedGRU` and `FixedRNN` share: a hidden size, the uniform init, a static step count."""
+
+    def __init__(self, units: int, init_range: float = INIT_RANGE, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.init_range = float(init_range)
+
+    def _check_steps(self, input_shape) -> None:
+        if input_shape[1] is None:
+            raise ValueError(f"{type(self).__name__} needs a static number of time steps")
+
+    def _weight(self, shape, name):
+        return self.add_weight(shape=shape, initializer=_uniform_init(self.init_range), name=name)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "init_range": self.init_range}
+
+
 @keras.saving.register_keras_serializable(package="stackgan")
-class FixedGRU(keras.layers.Layer):
+class FixedGRU(_FixedSteps):
     """Port of reedscot/icml2016 `modules/FixedGRU.lua`: a GRU over a fixed number of steps.
 
     Step 1 has no recurrence: h_1 = tanh(W x_1 + b). Later steps:
@@ -202,18 +224,9 @@ class FixedGRU(keras.layers.Layer):
       all hidden states, (B, T, units).
     """
 
-    def __init__(self, units: int, init_range: float = INIT_RANGE, **kwargs):
-        super().__init__(**kwargs)
-        self.units = int(units)
-        self.init_range = float(init_range)
-
     def build(self, input_shape):
-        if input_shape[1] is None:
-            raise ValueError("FixedGRU needs a static number of time steps")
-        in_dim, units = input_shape[-1], self.units
-
-        def weight(shape, name):
-            return self.add_weight(shape=shape, initializer=_uniform_init(self.init_range), name=name)
+        self._check_steps(input_shape)
+        in_dim, units, weight = input_shape[-1], self.units, self._weight
 
         # Input maps for (update, reset, candidate) side by side; recurrent maps for the gates side
         # by side; the candidate's recurrent map apart, because it acts on r * h rather than h.
@@ -243,15 +256,9 @@ class FixedGRU(keras.layers.Layer):
             states.append(hidden)
         return ops.stack(states, axis=1)
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[1], self.units)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units, "init_range": self.init_range}
-
 
 @keras.saving.register_keras_serializable(package="stackgan")
-class FixedRNN(keras.layers.Layer):
+class FixedRNN(_FixedSteps):
     """Port of reedscot/cvpr2016 `modules/FixedRNN.lua`: a ReLU RNN over a fixed number of steps.
 
     Step 1 has no recurrence: r_1 = ReLU(W x_1 + b); later steps r_t = ReLU(W x_t + b + U r_{t-1} + c).
@@ -269,17 +276,9 @@ class FixedRNN(keras.layers.Layer):
       all hidden states, (B, T, units); the original's output is their mean (`CharCnnRnn` takes it).
     """
 
-    def __init__(self, units: int, init_range: float = INIT_RANGE, **kwargs):
-        super().__init__(**kwargs)
-        self.units = int(units)
-        self.init_range = float(init_range)
-
     def build(self, input_shape):
-        if input_shape[1] is None:
-            raise ValueError("FixedRNN needs a static number of time steps")
-
-        def weight(shape, name):
-            return self.add_weight(shape=shape, initializer=_uniform_init(self.init_range), name=name)
+        self._check_steps(input_shape)
+        weight = self._weight
 
         self.input_kernel = weight((input_shape[-1], self.units), "input_kernel")
         self.input_bias = weight((self.units,), "input_bias")
@@ -294,12 +293,6 @@ class FixedRNN(keras.layers.Layer):
             hidden = ops.relu(projected[:, t] + ops.matmul(hidden, self.recurrent_kernel) + self.recurrent_bias)
             states.append(hidden)
         return ops.stack(states, axis=1)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[1], self.units)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units, "init_range": self.init_range}
 
 
 def sequence_lengths(doc_length: int = DOC_LENGTH, third_pool: bool = False) -> list[int]:
