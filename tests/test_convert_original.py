@@ -439,3 +439,37 @@ def test_a_full_width_release_file_converts_exports_and_serves_with_tensorflow_a
     high = reference_stage2(v, low, inputs["embeddings"], inputs["epsilon2"])
     np.testing.assert_allclose(got["stage1_images"], (low.numpy() + 1) / 2, atol=1e-4)
     np.testing.assert_allclose(got["stage2_images"], (high.numpy() + 1) / 2, atol=1e-4)
+
+
+REAL_CKPT = os.environ.get("STACKGAN_ORIGINAL_CKPT")
+
+
+@pytest.mark.skipif(not REAL_CKPT, reason="set STACKGAN_ORIGINAL_CKPT to a checkpoint of the original release "
+                                          "(e.g. birds_model_164000.ckpt; STACKGAN_ORIGINAL_DATASET=flowers for "
+                                          "flowers_model_130000.ckpt)")
+def test_real_release_checkpoint(tmp_path, monkeypatch):
+    """Acceptance test on a released file: it converts, and the converted generators match the original
+    graphs rebuilt from the file's own variables (read here by TensorFlow's checkpoint reader alone)."""
+    dataset = os.environ.get("STACKGAN_ORIGINAL_DATASET") or ("flowers" if "flower" in Path(REAL_CKPT).name else "birds")
+    written = convert_original.convert(REAL_CKPT, dataset, output_dir=str(tmp_path), print_fn=lambda _: None)
+    reader = tf.train.load_checkpoint(REAL_CKPT)
+    scopes = {name.split("/", 1)[0] for name in reader.get_variable_to_shape_map()}
+    v = {name: tf.constant(reader.get_tensor(name)) for name in reader.get_variable_to_shape_map()
+         if name.split("/", 1)[0] in ("g_net", "hr_g_net")}
+    ef = int(v["g_net/custom_fully_connected/Linear/Matrix"].shape[1]) // 2
+    gf = int(v["g_net/custom_fully_connected_1/Linear/Matrix"].shape[1]) // (16 * 8)
+    monkeypatch.setattr(sys.modules[__name__], "GF", gf)
+    monkeypatch.setattr(sys.modules[__name__], "EF", ef)
+    rng = np.random.default_rng(8)
+    n, z_dim = 3, int(v["g_net/custom_fully_connected_1/Linear/Matrix"].shape[0]) - ef
+    embedding = rng.standard_normal((n, int(v["g_net/custom_fully_connected/Linear/Matrix"].shape[0]))).astype(np.float32)
+    z = rng.standard_normal((n, z_dim)).astype(np.float32)
+    eps1, eps2 = (np.clip(rng.standard_normal((n, ef)), -2, 2).astype(np.float32) for _ in range(2))
+    models = load_generators(written[0].parent, dataset=dataset)
+    low = reference_stage1(v, embedding, z, eps1)
+    if "hr_g_net" in scopes:
+        stage1, stage2 = models.generate(embedding, z, eps1, eps2)
+        np.testing.assert_allclose(stage2.numpy(), reference_stage2(v, low, embedding, eps2).numpy(), atol=1e-4)
+    else:
+        (stage1,) = models.generate(embedding, z, eps1)[:1]
+    np.testing.assert_allclose(stage1.numpy(), low.numpy(), atol=1e-4)
