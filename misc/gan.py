@@ -187,11 +187,20 @@ class CondGAN(keras.Model):
         """
         if seed is None:
             return tf.random.normal((batch_size, self.z_dim)), tf.random.truncated_normal((batch_size, self.ef_dim))
-        rows = first_row + batch_size
-        fold_in = tf.random.experimental.stateless_fold_in
-        z = tf.random.stateless_normal((rows, self.z_dim), seed=fold_in(seed, 0))
-        epsilon = tf.random.stateless_truncated_normal((rows, self.ef_dim), seed=fold_in(seed, 1))
-        return z[first_row:], epsilon[first_row:]
+        z = tf.random.stateless_normal((first_row + batch_size, self.z_dim),
+                                       seed=tf.random.experimental.stateless_fold_in(seed, 0))[first_row:]
+        return z, self.ca_noise(batch_size, seed, first_row, stream=1)
+
+    def ca_noise(self, batch_size, seed=None, first_row=0, stream: int = 1):
+        """A CA noise epsilon ~ truncated N(0, 1) of shape (B, ef_dim), as `sample_noise` draws it.
+
+        With `seed`, stream k is the stateless draw of rows first_row.. from `fold_in(seed, k)` (z uses
+        stream 0, the Stage-I CA 1, the Stage-II CA 2); without, a stateful draw.
+        """
+        if seed is None:
+            return tf.random.truncated_normal((batch_size, self.ef_dim))
+        return tf.random.stateless_truncated_normal(
+            (first_row + batch_size, self.ef_dim), seed=tf.random.experimental.stateless_fold_in(seed, stream))[first_row:]
 
     def step_seeds(self, iteration) -> tuple[tf.Tensor, tf.Tensor]:
         """The stateless seeds of the D step's and the G step's noise at global batch `iteration`."""

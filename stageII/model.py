@@ -177,13 +177,7 @@ class StageIIGAN(CondGAN):
         `CondGAN.sample_noise`.
         """
         z, stage1_epsilon = super().sample_noise(batch_size, seed, first_row)
-        if seed is None:
-            stage2_epsilon = tf.random.truncated_normal((batch_size, self.ef_dim))
-        else:
-            stage2_epsilon = tf.random.stateless_truncated_normal(
-                (first_row + batch_size, self.ef_dim), seed=tf.random.experimental.stateless_fold_in(seed, 2))
-            stage2_epsilon = stage2_epsilon[first_row:]
-        return z, (stage1_epsilon, stage2_epsilon)
+        return z, (stage1_epsilon, self.ca_noise(batch_size, seed, first_row, stream=2))
 
     def generate_stages(self, embedding, z, epsilon, training: bool):
         """Both stages' images: port of the Stage-II sampler (`sample_encoded_context` twice,
