@@ -57,9 +57,19 @@ class Cluster:
         if self.source == "TF_CONFIG":
             return resolvers.TFConfigClusterResolver()
         if self.source == "slurm":
-            return resolvers.SlurmClusterResolver(port_base=int(os.environ.get("STACKGAN_SLURM_PORT", "8888")))
+            try:
+                return resolvers.SlurmClusterResolver(port_base=int(os.environ.get("STACKGAN_SLURM_PORT", "8888")))
+            except (RuntimeError, OSError, ValueError) as err:  # e.g. no nvidia-smi, a Slurm variable missing
+                raise ConfigError(f"--cluster slurm: TensorFlow's SlurmClusterResolver cannot read this job step "
+                                  f"({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''})"
+                                  ) from None
         return resolvers.SimpleClusterResolver(tf.train.ClusterSpec({"worker": list(self.workers)}),
                                                task_type="worker", task_id=self.task_index, rpc_layer="grpc")
+
+
+def _addresses_ok(workers: Sequence[str]) -> bool:
+    """Whether every address is HOST:PORT with a numeric port."""
+    return bool(workers) and all(isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in workers)
 
 
 def _tf_config_cluster(text: str, timeout: float) -> Cluster | None:
@@ -78,6 +88,8 @@ def _tf_config_cluster(text: str, timeout: float) -> Cluster | None:
             not isinstance(task.get("index"), int):
         raise ConfigError('TF_CONFIG: names no task of this process, e.g. "task": {"type": "worker", "index": 0}')
     workers = tuple(cluster.get("chief", [])) + tuple(cluster.get("worker", []))
+    if not _addresses_ok(workers):
+        raise ConfigError(f"TF_CONFIG: expected HOST:PORT addresses for the chief and workers, got {list(workers)}")
     index = task["index"] + (len(cluster.get("chief", [])) if task["type"] == "worker" else 0)
     if not 0 <= index < len(workers):
         raise ConfigError(f"TF_CONFIG: task {task['type']} {task['index']} is not in the cluster {list(workers)}")
@@ -117,7 +129,7 @@ def resolve_cluster(cluster: str | None = None, task_index: int | None = None,
                               "with srun")
         return Cluster("slurm", (), int(os.environ["SLURM_PROCID"]), timeout)
     workers = tuple(address.strip() for address in cluster.split(",") if address.strip())
-    if not workers or not all(address.rpartition(":")[2].isdigit() for address in workers):
+    if not _addresses_ok(workers):
         raise ConfigError(f"--cluster {cluster}: expected HOST:PORT,HOST:PORT,... (or slurm)")
     if task_index is None or not 0 <= task_index < len(workers):
         raise ConfigError(f"--task-index: give this worker's place in --cluster, 0 to {len(workers) - 1}")

@@ -296,7 +296,7 @@ def test_name_and_shape_mismatches_list_what_differs_and_write_nothing(tmp_path,
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("case", ["not_a_checkpoint", "no_iteration", "missing_file", "foreign_out"])
+@pytest.mark.parametrize("case", ["not_a_checkpoint", "no_iteration", "missing_file", "missing_data", "foreign_out"])
 def test_user_errors_are_one_line_and_write_nothing(tmp_path, case):
     out = tmp_path / "out"
     if case == "not_a_checkpoint":
@@ -308,6 +308,11 @@ def test_user_errors_are_one_line_and_write_nothing(tmp_path, case):
         expected = "no iteration counter in the file name"
     elif case == "missing_file":
         source, expected = tmp_path / "nope.ckpt", "no such checkpoint file"
+    elif case == "missing_data":  # a V2 prefix whose data file did not arrive
+        source = write_v2(tmp_path / "v2" / "model_10.ckpt", random_weights(original_variables(GF, DF, EF, Z, T, False)))
+        for data in source.parent.glob("model_10.ckpt.data-*"):
+            data.unlink()
+        expected = "is the checkpoint complete?"
     else:
         source = write_v1(tmp_path / "model_10.ckpt", random_weights(original_variables(GF, DF, EF, Z, T, False)))
         out.mkdir()

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-torchfile = pytest.importorskip("torchfile")
+import torchfile  # noqa: E402  (a dependency of the package)
 
 from misc.cli import run_cli  # noqa: E402
 from misc.datasets import read_caption_lines, read_filenames  # noqa: E402
@@ -375,7 +375,9 @@ def test_existing_output_that_is_not_an_import_is_kept(t7, tmp_path, capsys, exi
         (out / ("notes.txt" if existing == "other folder" else TEXT_ENCODER_FILE)).write_text("mine")
     before = {p.name: p.read_bytes() for p in ([out] if out.is_file() else out.iterdir())}
     line = cli_error([t7["relu"][0], "--dataset", "flowers", "--out", out], capsys)
-    assert str(out) in line and ("not a folder" if existing == "file" else "choose another --out") in line
+    expected = {"file": "exists and is not a folder", "other folder": "is not a text encoder folder",
+                "trained encoder": "holds a text encoder trained with misc.text.encoder"}[existing]
+    assert str(out) in line and expected in line and "choose another --out" in line
     assert {p.name: p.read_bytes() for p in ([out] if out.is_file() else out.iterdir())} == before
     assert leftovers(tmp_path) == []
 

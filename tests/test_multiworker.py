@@ -60,7 +60,6 @@ def test_two_workers_train_and_only_the_chief_writes(runs):
     (run_dir,) = runs["run_dirs"]  # one run folder, the chief's
     saved = [line for line in first.stdout.splitlines() if line.startswith("saved ")]
     assert saved == [f"saved {run_dir / 'model_2.weights.h5'}", f"saved {run_dir / 'model_4.weights.h5'}"]
-    assert first.stdout.count("run folder:") == 1 and first.stdout.count("done:") == 1
 
 
 def test_a_resumed_two_worker_run_continues_at_the_next_iteration(runs):
@@ -93,12 +92,15 @@ def test_two_workers_end_with_the_weights_of_one_process(runs):
 @pytest.mark.parametrize("case, message", [
     ("not_json", "TF_CONFIG: not valid JSON"),
     ("no_task", "TF_CONFIG: names no task of this process"),
+    ("no_port", "TF_CONFIG: expected HOST:PORT addresses"),
     ("batch", "the batch size 3 does not divide by the 2 replicas"),
     ("unreachable", "could not reach the other workers (127.0.0.1:9) within 5 s"),
 ])
 def test_cluster_errors_are_one_line_with_status_2(tiny_birds, tmp_path, case, message):
     args = ["--cfg", str(CFG), "--data_dir", str(tiny_birds), *tiny_sets(f"OUTPUT_DIR={tmp_path / 'out'}")]
     config = {"not_json": "{cluster:", "no_task": json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}}),
+              "no_port": json.dumps({"cluster": {"worker": ["hostA", "127.0.0.1:2"]},
+                                     "task": {"type": "worker", "index": 0}}),
               # Nothing answers on port 9 (discard): the other worker never comes.
               "unreachable": json.dumps({"cluster": {"worker": [f"127.0.0.1:{free_ports(1)[0]}", "127.0.0.1:9"]},
                                          "task": {"type": "worker", "index": 0}})}.get(case)

@@ -49,10 +49,7 @@ from misc.text.char_cnn_rnn import (  # noqa: E402
 )
 from misc.text.encoder import TEXT_ENCODER_FILE, load_text_encoder  # noqa: E402
 
-try:
-    import torchfile
-except ImportError:  # only this command needs the Torch7 reader; the message below says how to get it
-    torchfile = None
+import torchfile  # noqa: E402  (a dependency of the package, setup.py)
 
 IMPORT_FILE = "import_t7.json"
 DATASETS = ("birds", "flowers")
@@ -114,7 +111,7 @@ class OutputError(T7ImportError):
 
 def _typename(obj) -> str | None:
     """Torch class name ('nn.Linear'), or None for anything that is not a Torch object."""
-    if torchfile is not None and isinstance(obj, torchfile.TorchObject):
+    if isinstance(obj, torchfile.TorchObject):
         name = obj.torch_typename()
         return name.decode("latin-1") if isinstance(name, bytes) else str(name)
     return None
@@ -122,7 +119,7 @@ def _typename(obj) -> str | None:
 
 def _field(obj, name: str):
     """Field `name` of a Torch object or Lua table (torchfile keeps byte-string keys), or None."""
-    table = obj._obj if torchfile is not None and isinstance(obj, torchfile.TorchObject) else obj
+    table = obj._obj if isinstance(obj, torchfile.TorchObject) else obj
     if isinstance(table, dict):
         return table.get(name.encode())
     return None
@@ -197,14 +194,14 @@ def read_t7(path: str | os.PathLike):
     """The object a Torch7 binary file holds, read with torchfile (tables as dicts keyed by numbers).
 
     Raises:
-      T7ImportError: torchfile is missing, or the file is missing.
+      T7ImportError: the file is missing or not a file.
       NotTorch7Error: the file is not a Torch7 file torchfile can read.
     """
     path = Path(path)
-    if torchfile is None:
-        raise T7ImportError("the Torch7 reader is not installed: pip install torchfile==0.1.0")
-    if not path.is_file():
+    if not path.exists():
         raise T7ImportError(f"{path}: file not found {WHERE_FROM}")
+    if not path.is_file():
+        raise T7ImportError(f"{path}: is not a file; give the .t7 file itself")
     try:
         # use_list_heuristic=False: the default fails on a table of tensors, which a checkpoint saved
         # after training holds (e.g. SplitTable's output). The graph nests deeper than Python's
@@ -707,6 +704,9 @@ def check_output(out: Path) -> None:
         (which an import must not destroy).
     """
     if not out.exists() and not out.is_symlink():
+        parent = next((p for p in out.absolute().parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise OutputError(f"{out}: cannot be created, {parent} is a file; choose another --out")
         return
     if not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; choose another --out")
@@ -758,11 +758,11 @@ def import_t7(t7_path: str | os.PathLike, dataset: str, out: str | os.PathLike |
     try:
         check_module_types(encoder)
         arch = analyse(encoder)
-    except (UnsupportedModuleError, ArchitectureError) as err:
+        log(f"found {arch.describe()}")
+        model = build_keras(arch, exact_demo_encoding)
+        difference = largest_difference(model, encoder)
+    except (UnsupportedModuleError, ArchitectureError, MismatchError) as err:
         raise type(err)(f"{t7_path}: {err}") from None
-    log(f"found {arch.describe()}")
-    model = build_keras(arch, exact_demo_encoding)
-    difference = largest_difference(model, encoder)
     if not difference <= TOLERANCE:  # also refuses NaN
         raise MismatchError(f"{t7_path}: the Keras model differs from the Torch network by up to {difference:.3g} "
                             f"(limit {TOLERANCE:g}); nothing written")

@@ -220,7 +220,13 @@ def read_original(path: str | os.PathLike, iteration: int | None = None) -> Orig
             raise CheckpointError(f"{file}: no iteration counter in the file name (the original's "
                                   "model_<iteration>.ckpt); give it with --iteration N")
     skipped = sorted(name for name in shapes if _SKIP.search(name))
-    tensors = {name: reader.get_tensor(name) for name in sorted(shapes) if name not in skipped}
+    tensors = {}
+    for name in sorted(set(shapes) - set(skipped)):
+        try:
+            tensors[name] = reader.get_tensor(name)
+        except (tf.errors.OpError, ValueError) as err:  # e.g. a V2 prefix whose data file is missing
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{file}: cannot read {name}; is the checkpoint complete? ({reason})") from None
     return OriginalCheckpoint(file, tensors, skipped, int(iteration))
 
 
