@@ -79,10 +79,13 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 # Values a key may take, beyond its type.
+# The values of TRAIN.MIXED_PRECISION (and of --mixed-precision).
+PRECISIONS = ("none", "bfloat16", "float16")
+
 _CHOICES = {
     "EMBEDDING_TYPE": ("cnn-rnn", "skip-thought"),
     "GAN.NETWORK_TYPE": ("default",),  # the unused 'simple' variant is not ported
-    "TRAIN.MIXED_PRECISION": ("none", "bfloat16", "float16"),
+    "TRAIN.MIXED_PRECISION": PRECISIONS,
 }
 # Keys of the original that this port accepts only at their default, each with what to do instead.
 _DEFAULT_ONLY = {

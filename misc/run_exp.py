@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Sequence
 
 from misc.cli import import_tensorflow
-from misc.config import load_config, parse_override
+from misc.config import PRECISIONS, load_config, parse_override
 from misc.distribute import CLUSTER_TIMEOUT_S, parse_gpu_list, resolve_cluster, select_gpus
 from misc.errors import ConfigError
 from misc.runs import StageInfo, prepare_run
@@ -51,7 +51,7 @@ def build_parser(stage: StageInfo, doc: str) -> argparse.ArgumentParser:
                         help="dataset folder (overrides DATA_DIR; default Data/<DATASET_NAME>)")
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                         help="override a config key (VALUE read as YAML), e.g. --set TRAIN.MAX_EPOCH=10; repeatable")
-    parser.add_argument("--mixed-precision", nargs="?", const="bfloat16", choices=("none", "bfloat16", "float16"),
+    parser.add_argument("--mixed-precision", nargs="?", const="bfloat16", choices=PRECISIONS,
                         default=None, metavar="bfloat16|float16",
                         help="train in mixed precision (TRAIN.MIXED_PRECISION): bfloat16 when given alone (CPUs with "
                              "AMX or AVX-512 bf16, recent GPUs), float16 with loss scaling (GPUs)")

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from misc import callbacks as cb
 from misc.config import Config, save_config
-from misc.datasets import BatchFeeder, SplitData
+from misc.datasets import BatchFeeder
 from misc.distribute import Cluster, check_batch_size, cpu_has_bfloat16, get_strategy, use_sync_bn
 from misc.errors import StackGANError
 from misc.gan import LOSS_NAMES, adam
@@ -176,7 +176,7 @@ def make_feeder_fn(prepared: PreparedRun, cfg: Config, stage: StageInfo, feeders
 
 
 def run_loop(gan, strategy, dataset, callbacks: list, cfg: Config, prepared: PreparedRun,
-             print_fn: Callable[[str], None] = print, show_progress: bool = True) -> None:
+             show_progress: bool = True) -> None:
     """Train from `prepared.start.iteration` to the end of epoch `TRAIN.MAX_EPOCH - 1`.
 
     Port of the original's epoch loop: iteration k belongs to epoch k // steps_per_epoch, so a run
@@ -208,12 +208,13 @@ def run_loop(gan, strategy, dataset, callbacks: list, cfg: Config, prepared: Pre
             first = iteration - epoch * steps
             bar = progress(range(first, steps), desc=f"epoch {epoch + 1}/{cfg.TRAIN.MAX_EPOCH}", unit="it",
                            leave=False, disable=not show_progress)
+            scales_before = loss_scales(gan)
             for batch in bar:
-                scales_before = loss_scales(gan)
                 losses = {name: float(value) for name, value in step(next(batches)).items()}
                 iteration += 1
                 scales = loss_scales(gan)
                 skipped += sum(scales[key] < scales_before[key] for key in scales)
+                scales_before = scales
                 record["skipped_steps"] = skipped
                 for name in LOSS_NAMES:
                     totals[name] += losses[name]
@@ -226,11 +227,15 @@ def run_loop(gan, strategy, dataset, callbacks: list, cfg: Config, prepared: Pre
             means = {name: total / max(steps - first, 1) for name, total in totals.items()}
             callback_list.on_epoch_end(epoch, means)
     except _PEER_ERRORS as err:
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise StackGANError(f"training stopped at iteration {iteration}: a worker of the cluster stopped or cannot "
-                            f"be reached ({type(err).__name__}: {reason[:200]}); resume with the same command and "
-                            "--resume <run folder>") from None
+        raise _peer_stopped(err, f"training stopped at iteration {iteration}") from None
     callback_list.on_train_end()
+
+
+def _peer_stopped(err: Exception, what: str) -> StackGANError:
+    """The one-line error for a cluster whose worker stopped or cannot be reached."""
+    reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+    return StackGANError(f"{what}: a worker of the cluster stopped or cannot be reached ({type(err).__name__}: "
+                         f"{reason[:200]}); resume with the same command and --resume <run folder>")
 
 
 def replica_fingerprints(gan, strategy) -> list[float]:
@@ -269,7 +274,7 @@ def _output_folder(run_dir: Path | None, is_chief: bool) -> Iterator[Path]:
 def train(cfg: Config, stage: StageInfo, restore: Restore, resume: str | None = None,
           print_fn: Callable[[str], None] = print, gpus: list[int] | None = None,
           prepared: PreparedRun | None = None, cluster: Cluster | None = None,
-          show_progress: bool | None = None) -> Path:
+          show_progress: bool | None = None) -> Path | None:
     """Train a stage as configured (port of `CondGANTrainer.train`).
 
     Args:
@@ -287,7 +292,7 @@ def train(cfg: Config, stage: StageInfo, restore: Restore, resume: str | None = 
       show_progress: a progress bar per epoch (default: on a terminal).
 
     Returns:
-      The run folder (the chief's; other workers get the folder they would have written).
+      The run folder: the chief's; on other workers the resumed folder, or None in a new run.
 
     Raises:
       ConfigError, DataError, CheckpointError: user errors (one sentence each); StackGANError when a
@@ -324,12 +329,15 @@ def train(cfg: Config, stage: StageInfo, restore: Restore, resume: str | None = 
                 cb.EpochLog(cfg.TRAIN.MAX_EPOCH, print_fn=say, run_dir=out),
             ]
             try:
-                run_loop(gan, strategy, dataset, callbacks, cfg, prepared, print_fn=say,
+                run_loop(gan, strategy, dataset, callbacks, cfg, prepared,
                          show_progress=is_chief and (sys.stderr.isatty() if show_progress is None else show_progress))
             finally:
                 writer.close()
         if cluster is not None:
-            fingerprints = replica_fingerprints(gan, strategy)
+            try:
+                fingerprints = replica_fingerprints(gan, strategy)
+            except _PEER_ERRORS as err:
+                raise _peer_stopped(err, "training ended, but comparing the replicas failed") from None
             if len(set(fingerprints)) > 1:
                 raise StackGANError(f"the {len(fingerprints)} replicas of the cluster ended with different weights "
                                     f"(fingerprints {fingerprints}); the run folder's snapshots are the chief's")
@@ -350,7 +358,9 @@ def _announce(say: Callable[[str], None], cfg: Config, stage: StageInfo, run_dir
     line = describe_start(stage, start, prepared.initial_epoch)
     if line:
         say(line)
-    workers = f" on {len(cluster.workers)} workers ({cluster.source})" if cluster else ""
+    # A Slurm cluster's addresses are known to TensorFlow's resolver only.
+    count = len(cluster.workers) or strategy.cluster_resolver.cluster_spec().num_tasks("worker") if cluster else 0
+    workers = f" on {count} workers ({cluster.source})" if cluster else ""
     position = start.iteration % prepared.steps_per_epoch
     at = f" (epoch {prepared.initial_epoch + 1} from its iteration {position + 1})" if position else ""
     say(f"replicas: {strategy.num_replicas_in_sync}{workers}; {prepared.steps_per_epoch} iterations per epoch, "
