@@ -100,8 +100,16 @@ def test_batch_norm_momentum_is_tf_decay_and_uses_biased_batch_variance():
 
 @pytest.mark.parametrize("shape", [(8, 6, 6, 5), (12, 7)])
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_fused_batch_norm_matches_keras_batch_norm(shape, policy):
+def test_fused_batch_norm_matches_keras_batch_norm(shape, policy, monkeypatch):
     """The fused kernel gives Keras' outputs, gradients and moving averages, in both phases."""
+    calls = []
+    kernel = tf.raw_ops.FusedBatchNormV3
+
+    def counted(**kwargs):
+        calls.append(kwargs["is_training"])
+        return kernel(**kwargs)
+
+    monkeypatch.setattr(tf.raw_ops, "FusedBatchNormV3", counted)
     fused = custom_ops.BatchNorm(momentum=0.9, epsilon=1e-5, dtype=policy,
                                  gamma_initializer=keras.initializers.RandomNormal(1.0, 0.3),
                                  beta_initializer=keras.initializers.RandomNormal(0.0, 0.3))
@@ -126,6 +134,7 @@ def test_fused_batch_norm_matches_keras_batch_norm(shape, policy):
             np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
         for a, b in zip(fused.non_trainable_weights, plain.non_trainable_weights):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5)
+    assert calls == [True, False]  # the fused kernel ran, not Keras' fallback
 
 
 def test_leaky_relu_slope():

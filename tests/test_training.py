@@ -87,7 +87,8 @@ def test_a_run_killed_by_a_signal_and_resumed_from_the_command_line_ends_the_sam
               *tiny_sets("TRAIN.SNAPSHOT_INTERVAL=5", "TRAIN.MAX_EPOCH=4")]
     whole = run_script(REPO / "stageI" / "run_exp.py", [*common, "--set", f"OUTPUT_DIR={tmp_path / 'whole'}"], REPO)
     assert whole.returncode == 0, whole.stderr[-2000:]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    # Unbuffered: the "saved" line must arrive when it is printed, not when the run ends.
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, str(REPO / "stageI" / "run_exp.py"), *common, "--set",
                              f"OUTPUT_DIR={tmp_path / 'killed'}"], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
