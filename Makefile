@@ -43,6 +43,7 @@ help:
 	@echo "make setup              create $(VENV) and install the package with its test tools"
 	@echo "make test               set up, then run the fast test suite (what CI runs)"
 	@echo "make test-slow          the slow checks (full-width networks, longer runs)"
+	@echo "make test-all           both suites"
 	@echo "make train-stage1       set up, make the shapes data and text encoder if missing, train Stage-I"
 	@echo "                        (DATASET=birds|flowers|shapes, CFG=..., ARGS='--set KEY=VALUE ...', WORKERS=2,"
 	@echo "                        ARGS=--mixed-precision)"
@@ -67,6 +68,7 @@ help:
 	@echo "make convert-original   the original release's checkpoint into run folders (CKPT=file DATASET=birds|flowers,"
 	@echo "                        OUT=folder); then make demo/sample/export CKPT=ckt_logs/<dataset>/original_<iteration>"
 	@echo "make import-t7          Reed et al.'s Torch text encoder (T7=file DATASET=birds|flowers) into models/<dataset>/text_encoder"
+	@echo "make clean              remove build files and caches (not .venv, data, runs or models)"
 
 $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
