@@ -281,6 +281,14 @@ class CondGAN(keras.Model):
         self.g_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return {name: tf.reduce_mean(value) for name, value in per_example.items()}
 
+    def d_step_done(self, d_losses: Mapping[str, tf.Tensor]) -> list[tf.Tensor]:
+        """Tensors that exist only once the D step is over: its losses and a read of every variable
+        it writes (D's weights, the optimiser's slots, the batch-norm statistics of every network it
+        ran), each of which TensorFlow orders after the write, as it runs one variable's ops in
+        program order."""
+        written = [*self.variables, *self.d_optimizer.variables]
+        return [*d_losses.values(), *(tf.identity(v.value) for v in written)]
+
     def train_step(self, data) -> dict[str, tf.Tensor]:
         """One iteration of the loop of the original `stageI/trainer.py`: a D step, then a G step with fresh noise.
 
@@ -300,8 +308,16 @@ class CondGAN(keras.Model):
             z_g, eps_g = self.sample_noise(batch_size, seed_g, first_row)
         else:
             z_d, eps_d, z_g, eps_g = (extra[key] for key in NOISE_KEYS)
-        step_losses = self.d_step(images, wrong_images, embedding, z_d, eps_d)
-        step_losses.update(self.g_step(embedding, z_g, eps_g))
+        with tf.name_scope("d_step"):
+            step_losses = self.d_step(images, wrong_images, embedding, z_d, eps_d)
+        # The original ran the two steps as two `session.run` calls. Inside one `tf.function`, the G
+        # step's first ops could start while the D step's last ones still ran (TensorFlow orders the
+        # reads of D's weights after their update, so the values were right), and kernels that
+        # overlap on a CPU round differently from run to run: one Stage-II step at the shapes widths
+        # ended with different weights in 14 of 16 repeats. The G step now waits for the whole D
+        # step. (The training command also runs one op at a time: `misc.run_exp.reproducible_threads`.)
+        with tf.control_dependencies(self.d_step_done(step_losses)), tf.name_scope("g_step"):
+            step_losses.update(self.g_step(embedding, z_g, eps_g))
         for name in LOSS_NAMES:
             self.trackers[name].update_state(step_losses[name])
         return step_losses

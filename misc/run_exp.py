@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from types import ModuleType
 from typing import Sequence
@@ -78,6 +79,18 @@ def build_parser(stage: StageInfo, doc: str) -> argparse.ArgumentParser:
     return parser
 
 
+def reproducible_threads() -> None:
+    """Have TensorFlow, once started, run one op at a time (each on all the cores), unless the user
+    set `TF_NUM_INTEROP_THREADS`.
+
+    With several inter-op threads, ops that may overlap (the D step's last and the G step's first,
+    a batch being prepared) do overlap, and then some CPU kernels round differently: Stage-II at
+    the shapes widths ended two identical runs with different weights. One thread makes a training
+    run on a CPU reproducible, at no cost in speed on the machines measured (docs/training.md).
+    """
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+
 def _load(module: str, verbose: bool) -> ModuleType:
     """Start TensorFlow (quietly unless `verbose`) and import `module`, which needs it.
 
@@ -120,6 +133,7 @@ def main(stage: StageInfo, doc: str, argv: Sequence[str] | None = None) -> int:
         print(f"done: {out}")
         return 0
     prepared = prepare_run(cfg, stage, args.resume)
+    reproducible_threads()
     trainer = _load(f"{stage.name}.trainer", args.verbose)
     run_dir = trainer.train(cfg, resume=args.resume, gpus=gpus, prepared=prepared, cluster=cluster)
     if cluster is None or cluster.is_chief:

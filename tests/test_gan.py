@@ -130,3 +130,34 @@ def test_build_needs_compile_first(gan):
     with pytest.raises(RuntimeError, match="compile"):
         fresh.build((None, 16))
     assert adam(1e-3).epsilon == 1e-8 and adam(1e-3).beta_1 == 0.5
+
+
+def test_the_g_step_starts_only_after_the_whole_d_step(gan):
+    # Every op of the G step must come after every update of D (the original's two session.run
+    # calls). Without the wait, the two steps' kernels overlapped and Stage-II rounded differently
+    # from run to run; here the order is read off the traced graph.
+    images, wrong, embedding, _ = fixed_batch()
+    step = {"iteration": tf.constant(3, tf.int64), "first_row": tf.constant(0, tf.int64)}
+    graph = tf.function(gan.train_step).get_concrete_function((images, wrong, embedding, step)).graph
+    ops = graph.get_operations()
+    consumers = {op: [] for op in ops}
+    for op in ops:
+        for parent in [t.op for t in op.inputs] + list(op.control_inputs):
+            consumers.setdefault(parent, []).append(op)
+
+    def descendants(start):
+        seen, todo = set(), [start]
+        while todo:
+            for child in consumers.get(todo.pop(), []):
+                if child not in seen:
+                    seen.add(child)
+                    todo.append(child)
+        return seen
+
+    updates = [op for op in ops if op.name.startswith("d_step/") and "Assign" in op.type]
+    # (Placeholders are the captured variable handles, not computations.)
+    g_ops = [op for op in ops if op.name.startswith("g_step/") and op.type != "Placeholder"]
+    assert len(updates) >= 2 * len(gan.d_variables) and g_ops  # Adam's moments and the weights
+    after_all = set.intersection(*(descendants(op) for op in updates))
+    early = [op.name for op in g_ops if op not in after_all]
+    assert not early, f"{len(early)} G-step ops may run before D's update ends, e.g. {early[:3]}"
