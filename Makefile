@@ -133,12 +133,14 @@ export: $(STAMP)
 T7          ?=
 import-t7: $(STAMP)
 	$(if $(T7),,$(error give the Torch encoder: make import-t7 T7=<file>.t7 DATASET=birds|flowers))
+	$(if $(filter birds flowers,$(DATASET)),,$(error Reed's encoders are for birds and flowers, not $(DATASET): make import-t7 T7=$(T7) DATASET=birds|flowers))
 	$(PY) -m misc.text.import_t7 $(T7) --dataset $(DATASET) --out $(ENCODER) $(ARGS)
 
 # The original release's checkpoint (CKPT=birds_model_164000.ckpt) into ckt_logs/<DATASET>/original_<iteration>/.
 OUT         ?=
 convert-original: $(STAMP)
 	$(if $(CKPT),,$(error give the original checkpoint: make convert-original CKPT=<file> DATASET=birds|flowers))
+	$(if $(filter birds flowers,$(DATASET)),,$(error the original release has birds and flowers models, not $(DATASET): make convert-original CKPT=$(CKPT) DATASET=birds|flowers))
 	$(PY) -m misc.tools.convert_original $(CKPT) --dataset $(DATASET) --ckt-dir $(LOGDIR) $(if $(OUT),--out $(OUT)) $(ARGS)
 
 # The judge is complete once its DONE marker is written (it is written last).
