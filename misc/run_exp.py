@@ -84,9 +84,10 @@ def reproducible_threads() -> None:
     set `TF_NUM_INTEROP_THREADS`.
 
     With several inter-op threads, ops that may overlap (the D step's last and the G step's first,
-    a batch being prepared) do overlap, and then some CPU kernels round differently: Stage-II at
-    the shapes widths ended two identical runs with different weights. One thread makes a training
-    run on a CPU reproducible, at no cost in speed on the machines measured (docs/training.md).
+    a batch being prepared) do overlap, and then some CPU kernels round differently: two identical
+    one-epoch Stage-II runs at the shapes widths differed in the third digit of their losses. With
+    one thread they end with the same bytes, at no cost in speed on the machine measured
+    (docs/training.md, which also says what remains).
     """
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
