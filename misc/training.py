@@ -176,7 +176,7 @@ def make_feeder_fn(prepared: PreparedRun, cfg: Config, stage: StageInfo, feeders
 
 
 def run_loop(gan, strategy, dataset, callbacks: list, cfg: Config, prepared: PreparedRun,
-             show_progress: bool = True) -> None:
+             show_progress: bool = True, record: dict | None = None) -> None:
     """Train from `prepared.start.iteration` to the end of epoch `TRAIN.MAX_EPOCH - 1`.
 
     Port of the original's epoch loop: iteration k belongs to epoch k // steps_per_epoch, so a run
@@ -184,6 +184,9 @@ def run_loop(gan, strategy, dataset, callbacks: list, cfg: Config, prepared: Pre
     callbacks are called as `fit` calls them: per epoch (begin, end with the epoch means) and per
     iteration (end, with that iteration's losses and, with float16, the loss scales and the count
     of skipped steps).
+
+    `record`, if given, is kept current with the run's count of skipped steps (`skipped_steps`),
+    for the snapshots' JSON records (`train` hands the same dict to `Snapshots`).
 
     Raises:
       StackGANError: a worker of the cluster stopped or cannot be reached (one line).
@@ -193,10 +196,8 @@ def run_loop(gan, strategy, dataset, callbacks: list, cfg: Config, prepared: Pre
     skipped = int(prepared.start.record.get("skipped_steps", 0))
     callback_list = keras.callbacks.CallbackList(callbacks, model=gan,
                                                  epochs=cfg.TRAIN.MAX_EPOCH, steps=steps)
-    record = {"skipped_steps": skipped}
-    for callback in callbacks:
-        if isinstance(callback, cb.Snapshots):
-            callback.record = lambda: dict(record)
+    record = {} if record is None else record
+    record["skipped_steps"] = skipped
     step = distributed_step(gan, strategy)
     batches = iter(dataset)
     callback_list.on_train_begin()
@@ -319,18 +320,20 @@ def train(cfg: Config, stage: StageInfo, restore: Restore, resume: str | None = 
                 save_config(cfg, out / "config.yml")
                 _announce(say, cfg, stage, out, strategy, prepared, cluster)
             writer = tf.summary.create_file_writer(str(out))
+            record: dict = {}  # kept current by run_loop, read by Snapshots
             callbacks = [
                 learning_rate_schedule(cfg, stage),
                 cb.ScalarSummaries(writer, interval=cfg.TRAIN.SUMMARY_INTERVAL, prefix=stage.summary_prefix),
                 cb.Snapshots(out, cfg.TRAIN.SNAPSHOT_INTERVAL, stage=stage.name, dataset=cfg.DATASET_NAME,
-                             on_save=lambda path: say(f"saved {path}")),
+                             on_save=lambda path: say(f"saved {path}"), record=lambda: dict(record)),
                 cb.SampleGrids(out, writer, prepared.rows_for_epoch, cfg.TRAIN.NUM_COPY, zero_z=stage.zero_z,
                                views=stage.grids),
                 cb.EpochLog(cfg.TRAIN.MAX_EPOCH, print_fn=say, run_dir=out),
             ]
             try:
                 run_loop(gan, strategy, dataset, callbacks, cfg, prepared,
-                         show_progress=is_chief and (sys.stderr.isatty() if show_progress is None else show_progress))
+                         show_progress=is_chief and (sys.stderr.isatty() if show_progress is None else show_progress),
+                         record=record)
             finally:
                 writer.close()
         if cluster is not None:

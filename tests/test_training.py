@@ -215,6 +215,16 @@ def test_training_in_mixed_precision_then_sampling_in_float32(tiny_birds, tmp_pa
 
         tags = event_tags(run_dir)
         assert sorted(tags["d_loss_scale"]) == sorted(tags["g_loss_scale"]) == [1, 2, 3, 4]
+        # The last snapshot's record carries the run's count of skipped steps, as TensorBoard shows it.
+        import tensorflow as tf
+
+        logged = {}
+        for path in run_dir.glob("events.out.tfevents.*"):
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                for value in event.summary.value:
+                    if value.tag.endswith("skipped_steps"):
+                        logged[event.step] = float(tf.make_ndarray(value.tensor))
+        assert logged and json.loads((run_dir / "model_4.json").read_text())["skipped_steps"] == logged[4]
     models = load_generators(run_dir, dataset="birds")
     assert models.stage1_generator.compute_dtype == "float32"
     images, _ = models.generate(*(np.zeros((2, n), np.float32) for n in (16, 10, 8)))
