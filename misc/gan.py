@@ -282,10 +282,10 @@ class CondGAN(keras.Model):
         return {name: tf.reduce_mean(value) for name, value in per_example.items()}
 
     def d_step_done(self, d_losses: Mapping[str, tf.Tensor]) -> list[tf.Tensor]:
-        """Tensors that exist only once the D step is over: its losses and a read of every variable
-        it writes (D's weights, the optimiser's slots, the batch-norm statistics of every network it
-        ran), each of which TensorFlow orders after the write, as it runs one variable's ops in
-        program order."""
+        """Tensors that exist only once the D step is over: its losses and a read of every variable of
+        the model and of D's optimiser (a superset of what the D step writes: D's weights, the slots,
+        the batch-norm statistics of every network it ran). TensorFlow orders each read after the
+        variable's last write, as it runs one variable's ops in program order."""
         written = [*self.variables, *self.d_optimizer.variables]
         return [*d_losses.values(), *(tf.identity(v.value) for v in written)]
 
