@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 from misc.evaluation import convert_inception
+from misc import saver_checkpoint
 from misc.cli import run_cli
 from misc.evaluation.convert_inception import (
     SLIM_NAMINGS, conv_bn_pairs, convert, graph_conv_names, inception_slim_conv_names, slim_conv_names,
@@ -455,7 +456,7 @@ def test_slim_variables_of_the_wrong_shape_are_listed(slim_values, tmp_path, cap
     (lambda d: _write_bytes(d / "model.ckpt-5000", b"\x08\x01 a protobuf or any other file"),
      "not a TensorFlow checkpoint"),
     (lambda d: _write_bytes(d / "model.ckpt-5000.index", b"\x00" * 64), "not a TensorFlow checkpoint"),
-    (lambda d: _write_bytes(d / "model.ckpt-5000", b"\x00" * 64 + convert_inception._TABLE_MAGIC),
+    (lambda d: _write_bytes(d / "model.ckpt-5000", b"\x00" * 64 + saver_checkpoint.TABLE_MAGIC),
      "not a readable TensorFlow checkpoint (DataLossError)"),
     (lambda d: (d / "empty").mkdir() or d / "empty", "holds no TensorFlow checkpoint"),
 ], ids=["absent", "other file", "other index", "broken table", "empty folder"])
@@ -481,12 +482,12 @@ def test_checkpoint_without_slim_flag_and_folders_of_checkpoints(slim_values, tm
         run_cli(convert_inception.main, [str(folder / "model.ckpt-5000"), str(out)])
     assert "looks like a TensorFlow checkpoint, not a GraphDef; add --slim" in capsys.readouterr().err
     with pytest.raises(StackGANError, match=r"holds 2 checkpoints \(model.ckpt-4000, model.ckpt-5000, \.\.\.\)"):
-        convert_inception.resolve_checkpoint(folder)
+        saver_checkpoint.locate(folder)
     # The state file of the authors' machine names an absolute path that does not exist here.
     (folder / "checkpoint").write_text('model_checkpoint_path: "/home/han/birds_valid299/model.ckpt-4000"\n')
-    assert convert_inception.resolve_checkpoint(folder) == str(folder / "model.ckpt-4000")
+    assert saver_checkpoint.locate(folder) == str(folder / "model.ckpt-4000")
     for name in ("model.ckpt-5000.index", "model.ckpt-5000.data-00000-of-00001", "model.ckpt-5000"):
-        assert convert_inception.resolve_checkpoint(folder / name) == str(folder / "model.ckpt-5000")
+        assert saver_checkpoint.locate(folder / name) == str(folder / "model.ckpt-5000")
 
 
 def test_keras_batch_norm_unlike_slims_stops_the_conversion(slim_values, tmp_path, monkeypatch, capsys):

@@ -275,6 +275,23 @@ def test_a_v2_prefix_a_folder_and_a_stage1_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "v2"]
 
 
+def test_a_folder_of_several_checkpoints_takes_the_one_its_state_file_names(tmp_path):
+    weights = random_weights(original_variables(GF, DF, EF, Z, T, stage2=False), seed=2)
+    folder = tmp_path / "ckt_logs"
+    folder.mkdir()
+    write_v1(folder / "model_100.ckpt", weights)
+    write_v2(folder / "model_200.ckpt", weights)
+    with pytest.raises(CheckpointError, match=r"holds 2 checkpoints \(model_100.ckpt, model_200.ckpt, \.\.\.\); "
+                                              "name one of them"):
+        convert_original.read_original(folder)
+    # The state file the original's Saver wrote names a path on the authors' machine.
+    (folder / "checkpoint").write_text('model_checkpoint_path: "/home/han/ckt_logs/birds/model_100.ckpt"\n')
+    original = convert_original.read_original(folder)
+    assert (original.path, original.iteration) == (folder / "model_100.ckpt", 100)
+    np.testing.assert_array_equal(original.tensors["g_net/custom_conv2d/custom_conv2d/w"],
+                                  weights["g_net/custom_conv2d/custom_conv2d/w"])
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing", "1 expected variable(s) missing: g_net/custom_conv2d_9/custom_conv2d_9/w"),
     ("unexpected", "1 not expected: g_net/extra/w [3]"),
@@ -302,12 +319,12 @@ def test_user_errors_are_one_line_and_write_nothing(tmp_path, case):
     if case == "not_a_checkpoint":
         source = tmp_path / "model_10.ckpt"
         source.write_text("not a checkpoint")
-        expected = "not a readable TensorFlow checkpoint"
+        expected = "not a TensorFlow checkpoint"
     elif case == "no_iteration":
         source = write_v1(tmp_path / "model.ckpt", {})
         expected = "no iteration counter in the file name"
     elif case == "missing_file":
-        source, expected = tmp_path / "nope.ckpt", "no such checkpoint file"
+        source, expected = tmp_path / "nope.ckpt", "checkpoint not found"
     elif case == "missing_data":  # a V2 prefix whose data file did not arrive
         source = write_v2(tmp_path / "v2" / "model_10.ckpt", random_weights(original_variables(GF, DF, EF, Z, T, False)))
         for data in source.parent.glob("model_10.ckpt.data-*"):

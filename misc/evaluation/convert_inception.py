@@ -82,6 +82,7 @@ tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
 from misc.evaluation.inception import build_inception  # noqa: E402
+from misc.saver_checkpoint import locate, looks_like_checkpoint, open_checkpoint, read_tensor  # noqa: E402
 from misc.utils import atomic_path  # noqa: E402
 
 # The 2015 graph's BatchNormWithGlobalNormalization epsilon, equal to Keras InceptionV3's.
@@ -215,8 +216,6 @@ SLIM_SCOPE = "InceptionV3"
 EMA_SUFFIX = "/ExponentialMovingAverage"
 # The slots TF1 optimisers create beside each variable they train.
 _OPTIMIZER_SLOT = re.compile(r"/(RMSProp|Momentum|Adam|Adagrad|AdagradDA|Adadelta|Ftrl|ProximalAdagrad)(_\d+)?$")
-# The last 8 bytes of a LevelDB table, the format of a V1 checkpoint file and of a V2 `.index` file.
-_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
 _SHOWN = 3  # names an error message lists
 SKIP_REASONS = ("auxiliary head", "optimiser slots", "bookkeeping", "raw values behind the averages")
 
@@ -308,69 +307,6 @@ def slim_variable_names(naming: SlimNaming) -> list[str]:
     names = [f"{conv}/{part}" for conv in naming.convs
              for part in ("weights", "BatchNorm/beta", "BatchNorm/moving_mean", "BatchNorm/moving_variance")]
     return names + [f"{naming.logits}/weights", f"{naming.logits}/biases"]
-
-
-def _is_table(path: Path) -> bool:
-    """Whether `path` ends like a LevelDB table (a V1 checkpoint file or a V2 `.index` file)."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell() < len(_TABLE_MAGIC):
-                return False
-            f.seek(-len(_TABLE_MAGIC), os.SEEK_END)
-            return f.read() == _TABLE_MAGIC
-    except OSError:
-        return False
-
-
-def _checkpoints_in(folder: Path) -> list[str]:
-    """Names of the checkpoints in `folder`: V2 prefixes (of `*.index` files) and V1 checkpoint files."""
-    names = set()
-    for child in folder.iterdir():
-        if child.name.endswith(".index") and child.is_file():
-            names.add(child.name[:-len(".index")])
-        elif child.is_file() and not re.search(r"\.(meta|data-\d+-of-\d+)$", child.name) and _is_table(child):
-            names.add(child.name)
-    return sorted(names)
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> str:
-    """The prefix or file that `tf.train.load_checkpoint` reads, for what a user may name.
-
-    Args:
-      path: a V2 prefix (`model.ckpt-5000`) or one of its `.index` / `.data-*` / `.meta` files, a V1
-        checkpoint file, or a folder holding one checkpoint (or several and a `checkpoint` state file
-        naming one of them).
-
-    Raises:
-      StackGANError: nothing there, no checkpoint in the folder, several and none named, or a file
-        that is not a checkpoint.
-    """
-    path = Path(path)
-    if path.is_dir():
-        found = _checkpoints_in(path)
-        if len(found) > 1:
-            try:  # the state file may name another machine's path: only its last part counts
-                state = tf.train.get_checkpoint_state(str(path))
-            except Exception:  # a malformed state file leaves the choice to the user
-                state = None
-            named = Path(state.model_checkpoint_path).name if state else None
-            if named not in found:
-                raise StackGANError(f"{path}: holds {len(found)} checkpoints ({', '.join(found[:_SHOWN])}, ...); "
-                                    "name one of them")
-            found = [named]
-        if not found:
-            raise StackGANError(f"{path}: holds no TensorFlow checkpoint (no .index file, no V1 checkpoint file)")
-        return str(path / found[0])
-    prefix = re.sub(r"\.(index|meta|data-\d+-of-\d+)$", "", str(path))
-    index = Path(f"{prefix}.index")
-    table = index if index.is_file() else Path(prefix)
-    if not table.is_file():
-        raise StackGANError(f"{path}: TF-slim checkpoint not found (a prefix such as model.ckpt-5000 beside its "
-                            ".index and .data files, a V1 checkpoint file, or a folder holding one)")
-    if not _is_table(table):
-        raise StackGANError(f"{table}: not a TensorFlow checkpoint (no checkpoint table)")
-    return prefix
 
 
 @dataclass(frozen=True)
@@ -524,13 +460,8 @@ def convert_slim(checkpoint: str | os.PathLike, out: str | os.PathLike,
     shown, out = str(checkpoint), Path(out)
     if not out.name.endswith(".weights.h5"):
         raise StackGANError(f"{out}: the output must be a .weights.h5 file")
-    prefix = resolve_checkpoint(checkpoint)
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-        shapes = {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()}
-        dtypes = reader.get_variable_to_dtype_map()
-    except tf.errors.OpError as err:
-        raise StackGANError(f"{shown}: not a readable TensorFlow checkpoint ({type(err).__name__})") from None
+    prefix = locate(checkpoint, "TF-slim checkpoint")
+    reader, shapes, dtypes = open_checkpoint(prefix, shown)
     plan = plan_slim(shapes, shown)
     naming = plan.naming
     logits = plan.sources[f"{naming.logits}/weights"]
@@ -553,11 +484,7 @@ def convert_slim(checkpoint: str | os.PathLike, out: str | os.PathLike,
                          for name in wrong])
 
     def read(name: str) -> np.ndarray:
-        try:
-            return reader.get_tensor(plan.sources[name]).astype(np.float32)
-        except tf.errors.OpError as err:  # e.g. a .data file cut short
-            raise StackGANError(f"{shown}: cannot read {plan.sources[name]} ({type(err).__name__}); "
-                                "is the checkpoint complete?") from None
+        return read_tensor(reader, plan.sources[name], shown).astype(np.float32)
 
     for name, (conv, norm) in zip(naming.convs, conv_bn_pairs(model)):
         conv.kernel.assign(read(f"{name}/weights"))
@@ -571,12 +498,6 @@ def convert_slim(checkpoint: str | os.PathLike, out: str | os.PathLike,
         model.save_weights(tmp)
     return SlimConversion(out, prefix, naming.title, classes, plan.averaged,
                           {reason: len(names) for reason, names in plan.skipped.items()})
-
-
-def _looks_like_checkpoint(path: Path) -> bool:
-    """Whether a GraphDef argument is rather a checkpoint (for the hint to add --slim)."""
-    return path.is_dir() or Path(f"{path}.index").is_file() or path.name.endswith(".index") or (
-        path.is_file() and _is_table(path))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -607,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.slim:
         if args.inception_classes is not None:
             parser.error("--inception-classes goes with --slim (the 2015 graph has 1008 outputs)")
-        if _looks_like_checkpoint(Path(args.source)):
+        if looks_like_checkpoint(Path(args.source)):
             raise StackGANError(f"{args.source}: looks like a TensorFlow checkpoint, not a GraphDef; add --slim")
         path = convert(args.source, args.out)
         print(f"wrote {path} (use it with --inception-weights {path} --inception-variant tf2015)")

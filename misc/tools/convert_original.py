@@ -57,6 +57,7 @@ import keras  # noqa: E402
 
 from misc import custom_ops  # noqa: E402
 from misc.checkpoint import save_checkpoint  # noqa: E402
+from misc.saver_checkpoint import locate, open_checkpoint, read_tensor  # noqa: E402
 from stageI import STAGE as STAGE_I  # noqa: E402
 from stageI import trainer as stage1_trainer  # noqa: E402
 from stageII import STAGE as STAGE_II  # noqa: E402
@@ -171,62 +172,25 @@ def iteration_from_name(path: str | os.PathLike) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def checkpoint_file(path: str | os.PathLike) -> Path:
-    """The checkpoint to read: a V1 file, a V2 prefix (`<prefix>.index` beside it, or the `.index`
-    file itself), or a folder with one of them (its `checkpoint` file's newest, else the only one).
-
-    Raises:
-      CheckpointError: nothing there, or a folder without exactly one checkpoint.
-    """
-    path = Path(path)
-    if path.name.endswith(".index") and path.is_file():
-        return path.with_name(path.name[: -len(".index")])
-    if path.is_file() or Path(f"{path}.index").is_file():
-        return path
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: no such checkpoint file, V2 prefix or folder")
-    latest = tf.train.latest_checkpoint(str(path))
-    if latest:
-        return Path(latest)
-    found = sorted({p.with_suffix("") if p.suffix == ".index" else p for p in path.iterdir()
-                    if p.suffix in (".ckpt", ".index")})
-    if len(found) != 1:
-        listing = ", ".join(p.name for p in found[:_SHOWN]) or "none"
-        raise CheckpointError(f"{path}: expected one checkpoint in the folder, found {len(found)} ({listing}); "
-                              "give the file itself")
-    return found[0]
-
-
 def read_original(path: str | os.PathLike, iteration: int | None = None) -> OriginalCheckpoint:
     """Read an original checkpoint's network variables (optimiser and bookkeeping keys skipped).
 
     Args:
-      path: a file, V2 prefix or folder (see `checkpoint_file`).
+      path: a V1 file, a V2 prefix or one of its files, or a folder (see `misc.saver_checkpoint.locate`).
       iteration: the iteration counter; default: read from the file name.
 
     Raises:
       CheckpointError: not a TensorFlow checkpoint, or no iteration in its name and none given.
     """
-    file = checkpoint_file(path)
-    try:
-        reader = tf.train.load_checkpoint(str(file))
-        shapes = reader.get_variable_to_shape_map()
-    except (tf.errors.OpError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{file}: not a readable TensorFlow checkpoint ({reason})") from None
+    file = Path(locate(path, "checkpoint"))
+    reader, shapes, _ = open_checkpoint(str(file))
     if iteration is None:
         iteration = iteration_from_name(file)
         if iteration is None:
             raise CheckpointError(f"{file}: no iteration counter in the file name (the original's "
                                   "model_<iteration>.ckpt); give it with --iteration N")
     skipped = sorted(name for name in shapes if _SKIP.search(name))
-    tensors = {}
-    for name in sorted(set(shapes) - set(skipped)):
-        try:
-            tensors[name] = reader.get_tensor(name)
-        except (tf.errors.OpError, ValueError) as err:  # e.g. a V2 prefix whose data file is missing
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"{file}: cannot read {name}; is the checkpoint complete? ({reason})") from None
+    tensors = {name: read_tensor(reader, name, file) for name in sorted(set(shapes) - set(skipped))}
     return OriginalCheckpoint(file, tensors, skipped, int(iteration))
 
 
