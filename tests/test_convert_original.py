@@ -313,7 +313,8 @@ def test_name_and_shape_mismatches_list_what_differs_and_write_nothing(tmp_path,
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("case", ["not_a_checkpoint", "no_iteration", "missing_file", "missing_data", "foreign_out"])
+@pytest.mark.parametrize("case", ["not_a_checkpoint", "no_iteration", "missing_file", "missing_data", "foreign_out",
+                                  "linked_out"])
 def test_user_errors_are_one_line_and_write_nothing(tmp_path, case):
     out = tmp_path / "out"
     if case == "not_a_checkpoint":
@@ -330,11 +331,16 @@ def test_user_errors_are_one_line_and_write_nothing(tmp_path, case):
         for data in source.parent.glob("model_10.ckpt.data-*"):
             data.unlink()
         expected = "is the checkpoint complete?"
-    else:
+    elif case == "foreign_out":
         source = write_v1(tmp_path / "model_10.ckpt", random_weights(original_variables(GF, DF, EF, Z, T, False)))
         out.mkdir()
         (out / "mine.txt").write_text("keep me")
         expected = "exists and is not an earlier conversion"
+    else:  # a link to an empty folder: the conversion would replace the link by a folder
+        source = write_v1(tmp_path / "model_10.ckpt", random_weights(original_variables(GF, DF, EF, Z, T, False)))
+        (tmp_path / "elsewhere").mkdir()
+        out.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+        expected = "is a symbolic link"
     args = [str(source), "--dataset", "birds", "--out", str(out)] + [
         arg for key, value in WIDTHS.items() for arg in ("--set", f"{key}={value}")]
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
@@ -345,6 +351,8 @@ def test_user_errors_are_one_line_and_write_nothing(tmp_path, case):
     assert expected in lines[0]
     if case == "foreign_out":
         assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    elif case == "linked_out":
+        assert out.is_symlink() and not any(out.iterdir())
     else:
         assert not out.exists()
 

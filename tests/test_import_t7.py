@@ -365,20 +365,26 @@ def test_a_mismatch_refuses_to_write(t7, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("existing", ["file", "other folder", "trained encoder"])
+@pytest.mark.parametrize("existing", ["file", "other folder", "trained encoder", "link to an import"])
 def test_existing_output_that_is_not_an_import_is_kept(t7, tmp_path, capsys, existing):
     out = tmp_path / "text_encoder"
     if existing == "file":
         out.write_text("notes")
+    elif existing == "link to an import":  # an import would replace the link by a folder
+        (tmp_path / "shared_encoder").mkdir()
+        (tmp_path / "shared_encoder" / importer.IMPORT_FILE).write_text("{}")
+        out.symlink_to(tmp_path / "shared_encoder", target_is_directory=True)
     else:
         out.mkdir()
         (out / ("notes.txt" if existing == "other folder" else TEXT_ENCODER_FILE)).write_text("mine")
     before = {p.name: p.read_bytes() for p in ([out] if out.is_file() else out.iterdir())}
     line = cli_error([t7["relu"][0], "--dataset", "flowers", "--out", out], capsys)
     expected = {"file": "exists and is not a folder", "other folder": "is not a text encoder folder",
-                "trained encoder": "holds a text encoder trained with misc.text.encoder"}[existing]
+                "trained encoder": "holds a text encoder trained with misc.text.encoder",
+                "link to an import": "is a symbolic link"}[existing]
     assert str(out) in line and expected in line and "choose another --out" in line
     assert {p.name: p.read_bytes() for p in ([out] if out.is_file() else out.iterdir())} == before
+    assert out.is_symlink() == (existing == "link to an import")
     assert leftovers(tmp_path) == []
 
 

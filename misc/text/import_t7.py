@@ -700,14 +700,17 @@ def check_output(out: Path) -> None:
     """The output folder may be absent, empty, or an earlier import (replaced); nothing else.
 
     Raises:
-      OutputError: a file, a folder with other files, or an encoder trained with misc.text.encoder
-        (which an import must not destroy).
+      OutputError: a file, a symbolic link, a folder with other files, or an encoder trained with
+        misc.text.encoder (which an import must not destroy).
     """
     if not out.exists() and not out.is_symlink():
         parent = next((p for p in out.absolute().parents if p.exists()), None)
         if parent is not None and not parent.is_dir():
             raise OutputError(f"{out}: cannot be created, {parent} is a file; choose another --out")
         return
+    if out.is_symlink():
+        raise OutputError(f"{out}: is a symbolic link, which an import would replace by a folder; "
+                          "choose another --out (or the folder it points to)")
     if not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; choose another --out")
     entries = {p.name for p in out.iterdir()}

@@ -252,6 +252,9 @@ def is_conversion(path: Path) -> bool:
 
 
 def _check_out(out: Path) -> None:
+    if out.is_symlink():
+        raise StackGANError(f"{out}: is a symbolic link, which a conversion would replace by a folder; "
+                            "give a new folder with --out")
     if out.exists() and not (out.is_dir() and (is_conversion(out) or not any(out.iterdir()))):
         raise StackGANError(f"{out}: exists and is not an earlier conversion; give a new folder with --out")
 
