@@ -17,9 +17,7 @@ learning rate, and it ends at the same iteration with the same weights.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -34,7 +32,7 @@ from misc.distribute import Cluster, check_batch_size, cpu_has_bfloat16, get_str
 from misc.errors import StackGANError
 from misc.gan import LOSS_NAMES, adam
 from misc.runs import PreparedRun, StageInfo, Start, new_run_dir, prepare_run
-from misc.utils import progress
+from misc.utils import progress, scratch_directory
 
 # How a stage builds its GAN for a run: `restore(cfg, start, sync_bn)` returns the compiled and
 # built `misc.gan.CondGAN`, with the state of `start.snapshot` loaded (see `stageI/trainer.py`).
@@ -265,11 +263,8 @@ def _output_folder(run_dir: Path | None, is_chief: bool) -> Iterator[Path]:
     if is_chief:
         yield run_dir
         return
-    scratch = Path(tempfile.mkdtemp(prefix="stackgan-worker-"))
-    try:
+    with scratch_directory("stackgan-worker-") as scratch:  # also removes those of killed workers
         yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def train(cfg: Config, stage: StageInfo, restore: Restore, resume: str | None = None,

@@ -79,6 +79,26 @@ def _remove_leftovers(path: Path) -> None:
 
 
 @contextlib.contextmanager
+def scratch_directory(prefix: str) -> Iterator[Path]:
+    """Yield a new folder `<tmp>/<prefix><pid>-*`, removed when the block ends.
+
+    A process killed by SIGKILL cannot remove its folder, so each call first deletes the folders
+    with this prefix whose process is gone.
+    """
+    root = Path(tempfile.gettempdir())
+    pattern = re.compile(rf"^{re.escape(prefix)}(?P<pid>\d+)-")
+    for entry in root.iterdir():
+        match = pattern.match(entry.name)
+        if match and entry.is_dir() and not entry.is_symlink() and not _pid_alive(int(match["pid"])):
+            shutil.rmtree(entry, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder next to `path`; it replaces `path` only if the block succeeds.
 

@@ -1,4 +1,4 @@
-"""Tests of misc/utils.py: atomic files and folders, and progress bars that stay readable in logs."""
+"""Tests of misc/utils.py: atomic files and folders, scratch folders, and progress bars that stay readable in logs."""
 import io
 import os
 
@@ -40,6 +40,18 @@ def test_atomic_directory_keeps_the_old_folder_when_the_block_fails(tmp_path):
             (tmp / "f").write_text("half")
             raise RuntimeError("killed")
     assert (out / "f").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_scratch_directory_removes_itself_and_the_folders_of_killed_processes(tmp_path, monkeypatch):
+    monkeypatch.setattr(utils.tempfile, "tempdir", str(tmp_path))
+    dead_pid = next(pid for pid in range(4_000_000, 4_100_000) if not utils._pid_alive(pid))
+    (tmp_path / f"stackgan-worker-{dead_pid}-x").mkdir()  # a worker killed by SIGKILL
+    (tmp_path / f"stackgan-worker-{os.getpid()}-y").mkdir()  # a running one's: kept
+    (tmp_path / f"other-{dead_pid}-z").mkdir()  # another prefix: not ours
+    with utils.scratch_directory("stackgan-worker-") as scratch:
+        assert scratch.parent == tmp_path and scratch.name.startswith(f"stackgan-worker-{os.getpid()}-")
+        (scratch / "model_1.weights.h5").write_text("copy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"other-{dead_pid}-z", f"stackgan-worker-{os.getpid()}-y"]
 
 
 def test_progress_in_a_log_writes_few_whole_lines(monkeypatch):
