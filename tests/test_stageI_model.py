@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from misc.blocks import ConvBlock, LogitHead, ResidualBlock, TextContext, UpSampleBlock
+from misc.blocks import LogitHead, ResidualBlock, TextContext, UpSampleBlock
 from stageI.model import StageIDiscriminator, StageIGenerator, unpack_generator_inputs
 
 TEXT_DIM, EF_DIM, GF_DIM, DF_DIM, Z_DIM, BATCH = 16, 8, 8, 4, 10, 3

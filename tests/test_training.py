@@ -20,7 +20,6 @@ from misc import callbacks as cb
 from misc import training
 from misc.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, read_metadata, save_checkpoint
 from misc.config import default_config, load_config
-from misc.gan import LOSS_NAMES
 from stageI import trainer
 from tiny_data import TINY, run_script, tiny_sets
 
