@@ -68,14 +68,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _remove_dead(folder: Path, pattern: re.Pattern, name: str | None = None) -> None:
+    """Delete the folders in `folder` whose name matches `pattern` (and its group "name", if given)
+    and whose process (group "pid") is gone."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        match = pattern.match(entry.name)
+        if (match and (name is None or match["name"] == name) and entry.is_dir() and not entry.is_symlink()
+                and not _pid_alive(int(match["pid"]))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def _remove_leftovers(path: Path) -> None:
     """Delete the temporary folders of interrupted exports to `path` (their process is gone)."""
-    if not path.parent.is_dir():
-        return
-    for entry in path.parent.iterdir():
-        match = _LEFTOVER.match(entry.name)
-        if match and match["name"] == path.name and entry.is_dir() and not _pid_alive(int(match["pid"])):
-            shutil.rmtree(entry, ignore_errors=True)
+    _remove_dead(path.parent, _LEFTOVER, path.name)
 
 
 @contextlib.contextmanager
@@ -86,11 +93,7 @@ def scratch_directory(prefix: str) -> Iterator[Path]:
     with this prefix whose process is gone.
     """
     root = Path(tempfile.gettempdir())
-    pattern = re.compile(rf"^{re.escape(prefix)}(?P<pid>\d+)-")
-    for entry in root.iterdir():
-        match = pattern.match(entry.name)
-        if match and entry.is_dir() and not entry.is_symlink() and not _pid_alive(int(match["pid"])):
-            shutil.rmtree(entry, ignore_errors=True)
+    _remove_dead(root, re.compile(rf"^{re.escape(prefix)}(?P<pid>\d+)-"))
     scratch = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root))
     try:
         yield scratch
